@@ -1,0 +1,80 @@
+"""Options of the game-sessions job (`--help` lists them with Beam's own)."""
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from transforms.write import OUTPUT_FORMATS
+
+
+class GameSessionsOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        group = parser.add_argument_group("game sessions")
+        group.add_argument(
+            "--input", action="append", default=None,
+            help="Replay: historical event files, a path or glob (local or gs://). Repeat for several. "
+                 ".jsonl, .jsonl.gz, .csv and .avro; a dead-letter file can be fed back.")
+        group.add_argument(
+            "--output_dir", default=None,
+            help="Where to write gs_game_session_ended/, gs_game_session_changed/ and dead_letter/. "
+                 "Required for replay; optional when streaming (windowed files).")
+        group.add_argument(
+            "--output_format", default="avro", choices=sorted(OUTPUT_FORMATS),
+            help="Session files as BigQuery-loadable Avro, JSONL, or both. Default: avro.")
+        group.add_argument(
+            "--session_gap_seconds", type=int, default=300,
+            help="Bet inactivity that ends a session, in seconds. Default: 300.")
+        group.add_argument(
+            "--strict_event_types", action="store_true", default=False,
+            help="Dead-letter events of types the job does not use (login, deposit, ...) instead of "
+                 "counting and dropping them.")
+        group.add_argument(
+            "--max_disorder_seconds", type=int, default=1,
+            help="Streaming: how far behind the watermark an event may arrive and still be placed "
+                 "exactly as replay would place it. Default: 1.")
+        group.add_argument(
+            "--input_subscription", default=None,
+            help="Streaming: the Pub/Sub subscription of raw events, projects/P/subscriptions/S.")
+        group.add_argument(
+            "--timestamp_attribute", default=None,
+            help="Streaming: message attribute holding occurred_at in epoch ms (lets the runner's "
+                 "watermark follow event time).")
+        group.add_argument(
+            "--ended_topic", default=None,
+            help="Streaming: topic for gs_game_session_ended, projects/P/topics/T.")
+        group.add_argument(
+            "--changed_topic", default=None,
+            help="Streaming: topic for gs_game_session_changed (may equal --ended_topic).")
+        group.add_argument(
+            "--dead_letter_topic", default=None,
+            help="Streaming: topic for dead letters (original bytes, reason and source as attributes).")
+        group.add_argument(
+            "--file_flush_seconds", type=int, default=60,
+            help="Streaming: how often buffered rows are written to --output_dir files. Default: 60.")
+        group.add_argument(
+            "--lexicon_output", default=None,
+            help="Also write each ended session as a net.anisota.beta.game.session record "
+                 "(AT Protocol lexicon) in this folder.")
+
+
+def validate(options: PipelineOptions) -> GameSessionsOptions:
+    """Raises ValueError, with a one-line message, for unusable options."""
+    opts = options.view_as(GameSessionsOptions)
+    streaming = options.view_as(StandardOptions).streaming
+    if opts.session_gap_seconds <= 0:
+        raise ValueError(f"--session_gap_seconds must be a positive number of seconds, got {opts.session_gap_seconds}")
+    if opts.max_disorder_seconds < 0:
+        raise ValueError(f"--max_disorder_seconds must be >= 0, got {opts.max_disorder_seconds}")
+    if opts.file_flush_seconds <= 0:
+        raise ValueError(f"--file_flush_seconds must be positive, got {opts.file_flush_seconds}")
+    if streaming:
+        if not opts.input_subscription:
+            raise ValueError("--streaming needs --input_subscription=projects/P/subscriptions/S")
+        if opts.input:
+            raise ValueError("--input is for replay; a streaming job reads --input_subscription")
+        if not (opts.ended_topic or opts.changed_topic or opts.output_dir):
+            raise ValueError("--streaming needs somewhere to write: --ended_topic/--changed_topic and/or --output_dir")
+    else:
+        if not opts.input:
+            raise ValueError("--input=GLOB is required for a replay (or pass --streaming)")
+        if not opts.output_dir:
+            raise ValueError("--output_dir=DIR is required for a replay")
+    return opts

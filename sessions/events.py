@@ -1,0 +1,266 @@
+"""Input events: the contract of SPEC §1, as pure Python.
+
+One function turns raw bytes (a JSONL line, a Pub/Sub message body) into an
+`Event`; another validates an already-decoded mapping (a CSV row, an Avro
+record). Anything unusable raises `InvalidEvent` with a machine-readable
+reason, so callers can dead-letter it without ever stopping.
+"""
+import json
+import math
+import re
+from datetime import datetime, timedelta, timezone
+from decimal import Context, Decimal, InvalidOperation
+from typing import Any, Mapping, NamedTuple, Optional
+
+MAX_PAYLOAD_BYTES = 64 * 1024
+MIN_OCCURRED_AT_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+MAX_OCCURRED_AT_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z (exclusive)
+
+# BigQuery NUMERIC holds 29 integer and 9 fractional digits; amounts are kept
+# well inside it so that session totals still fit.
+AMOUNT_MAX_FRACTION_DIGITS = 9
+AMOUNT_LIMIT = Decimal(10) ** 20
+
+# Wide enough that sums of any accepted amounts are exact.
+EXACT = Context(prec=80)
+
+BET, WIN, BET_WIN, BET_ROLLBACK, WIN_ROLLBACK = (
+    "bet", "win", "bet_win", "bet_rollback", "win_rollback")
+SUPPORTED_EVENT_TYPES = frozenset({BET, WIN, BET_WIN, BET_ROLLBACK, WIN_ROLLBACK})
+_GAME_EVENT_TYPES = frozenset({BET, WIN, BET_WIN})
+
+# Dead-letter reasons (SPEC §1.1). Every one has a counter of the same name.
+INVALID_JSON = "invalid_json"
+NOT_AN_OBJECT = "not_an_object"
+MISSING_FIELD = "missing_field"
+INVALID_FIELD = "invalid_field"
+PAYLOAD_TOO_LARGE = "payload_too_large"
+LATE_EVENT = "late_event"
+UNSUPPORTED_EVENT_TYPE = "unsupported_event_type"
+DEAD_LETTER_REASONS = (
+    INVALID_JSON, NOT_AN_OBJECT, MISSING_FIELD, INVALID_FIELD,
+    PAYLOAD_TOO_LARGE, LATE_EVENT, UNSUPPORTED_EVENT_TYPE)
+
+
+class InvalidEvent(ValueError):
+    """An input that cannot be used; `reason` is one of DEAD_LETTER_REASONS."""
+
+    def __init__(self, reason: str, error: str):
+        super().__init__(error)
+        self.reason = reason
+        self.error = error
+
+
+class Event(NamedTuple):
+    """One validated gameplay event.
+
+    `stake` is set for bet data (and for the amount a bet_rollback takes back),
+    `payout` for win data (and for the amount a win_rollback takes back); both
+    are real + bonus, exact decimals.
+    """
+    user_id: str
+    event_id: str
+    event_type: str
+    occurred_at: int  # epoch ms
+    game_id: Optional[str] = None
+    game_name: Optional[str] = None
+    stake: Optional[Decimal] = None
+    payout: Optional[Decimal] = None
+    platform: Optional[str] = None
+    client_version: Optional[str] = None
+    currency: Optional[str] = None
+
+    @property
+    def is_bet(self) -> bool:
+        """Bet data: the only thing that prolongs a session (SPEC §2)."""
+        return self.stake is not None and self.event_type in (BET, BET_WIN)
+
+    @property
+    def fold_order(self):
+        """Per-user processing order: time, then bets before other events at
+        the same millisecond (a win at a session's first bet belongs to it),
+        then event_id."""
+        return (self.occurred_at, 0 if self.is_bet else 1, self.event_id)
+
+
+def parse_event(raw: bytes, strict_event_types: bool = False) -> Optional[Event]:
+    """Parses one JSON event. Returns None for an event type the job ignores
+    (SPEC §1.2) unless `strict_event_types`; raises InvalidEvent otherwise."""
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise InvalidEvent(
+            PAYLOAD_TOO_LARGE,
+            f"payload is {len(raw)} bytes, more than the {MAX_PAYLOAD_BYTES} allowed")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidEvent(INVALID_JSON, f"not UTF-8: {e.reason} at byte {e.start}") from None
+    try:
+        obj = json.loads(text.lstrip("\ufeff"))
+    except (ValueError, RecursionError) as e:
+        raise InvalidEvent(INVALID_JSON, f"not JSON: {e}"[:300]) from None
+    if not isinstance(obj, dict):
+        raise InvalidEvent(NOT_AN_OBJECT, f"expected a JSON object, got {type(obj).__name__}")
+    return validate_event(obj, strict_event_types)
+
+
+def validate_event(obj: Mapping[str, Any], strict_event_types: bool = False) -> Optional[Event]:
+    """Validates a decoded event; `None` values count as absent."""
+    event_type = obj.get("event_type")
+    if event_type is None:
+        raise InvalidEvent(MISSING_FIELD, "event_type is required")
+    if not isinstance(event_type, str):
+        raise InvalidEvent(INVALID_FIELD, "event_type must be a string")
+    if event_type not in SUPPORTED_EVENT_TYPES:
+        if strict_event_types:
+            raise InvalidEvent(UNSUPPORTED_EVENT_TYPE, f"event_type {event_type[:64]!r} is not supported")
+        return None
+
+    event_id = _identifier(obj, "event_id", 256)
+    user_id = _identifier(obj, "user_id", 128)
+    occurred_at = _occurred_at(obj.get("occurred_at"))
+    game_id = _identifier(obj, "game_id", 256, required=event_type in _GAME_EVENT_TYPES)
+
+    bet, bet_bonus, win, win_bonus = (
+        _amount(obj, f) for f in ("bet_amount", "bet_bonus_amount", "win_amount", "win_bonus_amount"))
+    bet_data = _total(bet, bet_bonus)
+    win_data = _total(win, win_bonus)
+    stake = payout = None
+    if event_type == BET:
+        if bet is None:
+            raise InvalidEvent(MISSING_FIELD, "a bet needs bet_amount")
+        stake = bet_data
+    elif event_type == WIN:
+        if win is None:
+            raise InvalidEvent(MISSING_FIELD, "a win needs win_amount")
+        payout = win_data
+    elif event_type == BET_WIN:
+        if bet_data is None and win_data is None:
+            raise InvalidEvent(MISSING_FIELD, "a bet_win needs bet_amount/bet_bonus_amount or win_amount/win_bonus_amount")
+        stake, payout = bet_data, win_data
+    elif event_type == BET_ROLLBACK:
+        if bet_data is None:
+            raise InvalidEvent(MISSING_FIELD, "a bet_rollback needs bet_amount or bet_bonus_amount")
+        stake = bet_data
+    else:
+        if win_data is None:
+            raise InvalidEvent(MISSING_FIELD, "a win_rollback needs win_amount or win_bonus_amount")
+        payout = win_data
+
+    return Event(
+        user_id=user_id, event_id=event_id, event_type=event_type, occurred_at=occurred_at,
+        game_id=game_id, game_name=_text(obj, "game_name"), stake=stake, payout=payout,
+        platform=_text(obj, "platform"), client_version=_text(obj, "client_version"),
+        currency=_text(obj, "currency"))
+
+
+def _identifier(obj, field, max_len, required=True) -> Optional[str]:
+    value = obj.get(field)
+    if value is None:
+        if required:
+            raise InvalidEvent(MISSING_FIELD, f"{field} is required")
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise InvalidEvent(INVALID_FIELD, f"{field} must be a string or an integer")
+    if not 1 <= len(value) <= max_len:
+        raise InvalidEvent(INVALID_FIELD, f"{field} must be 1..{max_len} characters, got {len(value)}")
+    return value
+
+
+def _text(obj, field) -> Optional[str]:
+    value = obj.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise InvalidEvent(INVALID_FIELD, f"{field} must be a string")
+    return str(value)
+
+
+def _amount(obj, field) -> Optional[Decimal]:
+    value = obj.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InvalidEvent(INVALID_FIELD, f"{field} must be a number, not a boolean")
+    try:
+        if isinstance(value, int):
+            amount = Decimal(value)
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise InvalidEvent(INVALID_FIELD, f"{field} must be finite")
+            # repr gives the shortest decimal that round-trips: 0.1 stays 0.1.
+            amount = Decimal(repr(value))
+        elif isinstance(value, str):
+            amount = Decimal(value.strip())
+        else:
+            raise InvalidEvent(INVALID_FIELD, f"{field} must be a number or a decimal string")
+    except InvalidOperation:
+        raise InvalidEvent(INVALID_FIELD, f"{field} {str(value)[:40]!r} is not a decimal number") from None
+    if not amount.is_finite():
+        raise InvalidEvent(INVALID_FIELD, f"{field} must be finite")
+    if amount < 0:
+        raise InvalidEvent(INVALID_FIELD, f"{field} must be >= 0, got {amount}")
+    if amount >= AMOUNT_LIMIT:
+        raise InvalidEvent(INVALID_FIELD, f"{field} must be < 1e20")
+    if amount.as_tuple().exponent < -AMOUNT_MAX_FRACTION_DIGITS and amount != amount.quantize(
+            Decimal(1).scaleb(-AMOUNT_MAX_FRACTION_DIGITS), context=EXACT):
+        raise InvalidEvent(INVALID_FIELD, f"{field} has more than {AMOUNT_MAX_FRACTION_DIGITS} decimal places")
+    return amount if amount else Decimal(0)  # -0 becomes 0
+
+
+def _total(real: Optional[Decimal], bonus: Optional[Decimal]) -> Optional[Decimal]:
+    if real is None and bonus is None:
+        return None
+    return EXACT.add(real or 0, bonus or 0)
+
+
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))?")
+
+
+def _occurred_at(value) -> int:
+    if value is None:
+        raise InvalidEvent(MISSING_FIELD, "occurred_at is required")
+    if isinstance(value, bool):
+        raise InvalidEvent(INVALID_FIELD, "occurred_at must be epoch milliseconds or an RFC 3339 string")
+    if isinstance(value, float):
+        if not (math.isfinite(value) and value.is_integer()):
+            raise InvalidEvent(INVALID_FIELD, "occurred_at in epoch milliseconds must be a whole number")
+        value = int(value)
+    if isinstance(value, int):
+        ms = value
+    elif isinstance(value, str):
+        ms = rfc3339_to_ms(value)
+    else:
+        raise InvalidEvent(INVALID_FIELD, "occurred_at must be epoch milliseconds or an RFC 3339 string")
+    if not MIN_OCCURRED_AT_MS <= ms < MAX_OCCURRED_AT_MS:
+        raise InvalidEvent(INVALID_FIELD, f"occurred_at {ms} is outside 2000-01-01..2100-01-01 (epoch ms)")
+    return ms
+
+
+def rfc3339_to_ms(text: str) -> int:
+    """RFC 3339 with a mandatory offset to epoch ms; sub-millisecond digits are
+    truncated (event time has millisecond precision everywhere in the job)."""
+    m = _RFC3339.fullmatch(text.strip())
+    if not m:
+        raise InvalidEvent(INVALID_FIELD, f"occurred_at {text[:40]!r} is not an RFC 3339 timestamp")
+    year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = m.groups()
+    if not zulu and not sign:
+        raise InvalidEvent(INVALID_FIELD, f"occurred_at {text[:40]!r} has no UTC offset (add Z or +hh:mm)")
+    try:
+        moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second),
+                          tzinfo=timezone.utc)
+    except ValueError as e:
+        raise InvalidEvent(INVALID_FIELD, f"occurred_at {text[:40]!r}: {e}") from None
+    if sign:
+        offset = timedelta(hours=int(off_h), minutes=int(off_m))
+        if offset >= timedelta(hours=24):
+            raise InvalidEvent(INVALID_FIELD, f"occurred_at {text[:40]!r} has an impossible offset")
+        moment = moment - offset if sign == "+" else moment + offset
+    millis = int((fraction or "0")[:3].ljust(3, "0"))
+    return int((moment - _EPOCH) // timedelta(milliseconds=1)) + millis
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

@@ -1,0 +1,251 @@
+"""Reading historical event files (SPEC §5): JSONL (optionally gzipped), CSV
+and Avro, local or on any Beam filesystem (gs://...), several globs.
+
+Large uncompressed files are cut into shards at line boundaries so both
+workers parse; every event keeps its file and line for dead letters and for
+the replay's duplicate rule (the first copy in input order wins). Parsed
+events travel as batches, not one element each: per-element overhead is what
+dominates a Python Beam job.
+"""
+import csv
+import io
+import json
+from dataclasses import dataclass
+from typing import Iterable, List, Optional, Tuple
+
+import apache_beam as beam
+import fastavro
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from sessions.events import INVALID_FIELD, INVALID_JSON, Event, InvalidEvent, parse_event, validate_event
+from transforms.dead_letters import NAMESPACE, DeadLetter, DeadLetterCounters, original_payload
+
+DEAD_LETTERS = "dead_letters"
+SHARD_BYTES = 4 * 1024 * 1024
+BATCH_EVENTS = 4096
+_READ_BLOCK = 16 * 1024 * 1024
+_DEAD_LETTER_PREFIX = b'{"dead_letter_reason"'
+
+# (file, line): where an event was read, and its place in input order.
+Arrival = Tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Shard:
+    """A byte range of one file, starting at a line start."""
+    path: str
+    start: int
+    end: Optional[int]  # None: to the end (compressed or record-oriented files)
+    first_line: int
+    header: Optional[bytes] = None  # CSV header line, for shards after the first
+
+
+def file_format(path: str) -> str:
+    name = path.lower()
+    for suffix in (".gz", ".gzip", ".bz2", ".zst", ".deflate"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    if name.endswith(".csv"):
+        return "csv"
+    if name.endswith(".avro"):
+        return "avro"
+    return "jsonl"
+
+
+def match_inputs(patterns: Iterable[str]) -> List[str]:
+    """Every file the --input globs name; ValueError if one names nothing."""
+    paths = []
+    for pattern in patterns:
+        try:
+            matched = FileSystems.match([pattern])[0].metadata_list
+        except Exception as e:  # Beam raises its own error types per filesystem
+            raise ValueError(f"cannot read --input={pattern}: {e}") from None
+        if not matched:
+            raise ValueError(f"--input={pattern} matches no file")
+        paths.extend(sorted(m.path for m in matched))
+    return sorted(set(paths))
+
+
+class _PlanShards(beam.DoFn):
+    """Cuts an uncompressed JSONL/CSV file into shards of about SHARD_BYTES,
+    counting lines on the way (a C-speed scan) so every shard knows its first
+    line number."""
+
+    def process(self, path: str) -> Iterable[Shard]:
+        fmt = file_format(path)
+        if fmt == "avro" or CompressionTypes.detect_compression_type(path) != CompressionTypes.UNCOMPRESSED:
+            yield Shard(path, 0, None, 1)
+            return
+        header = None
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            if fmt == "csv":
+                header = f.readline()
+            start = offset = len(header or b"")
+            first_line = line = 2 if header else 1
+            pending = b""
+            while True:
+                block = f.read(_READ_BLOCK)
+                if not block:
+                    break
+                pending += block
+                while len(pending) >= SHARD_BYTES:
+                    cut = pending.find(b"\n", SHARD_BYTES - 1)
+                    if cut < 0:
+                        break
+                    cut += 1
+                    line += pending.count(b"\n", 0, cut)
+                    offset += cut
+                    yield Shard(path, start, offset, first_line, header)
+                    start, first_line = offset, line
+                    pending = pending[cut:]
+            if pending or start == offset:
+                yield Shard(path, start, None, first_line, header)
+
+
+class _ParseShard(beam.DoFn):
+    """Reads one shard and yields batches of (arrival, Event); dead letters
+    go to the DEAD_LETTERS output."""
+
+    def __init__(self, strict_event_types: bool):
+        self._strict = strict_event_types
+
+    def setup(self):
+        self._read = Metrics.counter(NAMESPACE, "events_read")
+        self._ignored = Metrics.counter(NAMESPACE, "ignored_event_type")
+        self._dead = DeadLetterCounters()
+
+    def process(self, shard: Shard):
+        batch: List[Tuple[Arrival, Event]] = []
+        read = ignored = 0
+        for line_no, raw, parse in self._records(shard):
+            read += 1
+            try:
+                event = parse(raw)
+            except InvalidEvent as e:
+                self._dead.inc(e.reason)
+                yield beam.pvalue.TaggedOutput(
+                    DEAD_LETTERS, DeadLetter(raw, e.reason, e.error, shard.path, line_no))
+                continue
+            if event is None:
+                ignored += 1
+                continue
+            batch.append(((shard.path, line_no), event))
+            if len(batch) >= BATCH_EVENTS:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+        self._read.inc(read)
+        self._ignored.inc(ignored)
+
+    def _records(self, shard: Shard):
+        fmt = file_format(shard.path)
+        if fmt == "avro":
+            yield from self._avro_records(shard)
+        elif fmt == "csv":
+            yield from self._csv_records(shard)
+        else:
+            for line_no, raw in _lines(shard):
+                yield line_no, raw, self._parse_json
+
+    def _parse_json(self, raw: bytes) -> Optional[Event]:
+        if raw.startswith(_DEAD_LETTER_PREFIX):
+            raw = _unwrap_dead_letter(raw)
+        return parse_event(raw, self._strict)
+
+    def _csv_records(self, shard: Shard):
+        lines = _lines(shard)
+        header = shard.header
+        if header is None:
+            header = next((raw for _, raw in lines), b"")
+        columns = next(csv.reader([header.decode("utf-8-sig", "replace")]))
+
+        def parse(raw: bytes) -> Optional[Event]:
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InvalidEvent(INVALID_JSON, f"not UTF-8: {e.reason} at byte {e.start}") from None
+            cells = next(csv.reader([text]), [])
+            if len(cells) != len(columns):
+                raise InvalidEvent(INVALID_FIELD, f"row has {len(cells)} cells, the header has {len(columns)}")
+            return validate_event(_typed_cells(columns, cells), self._strict)
+
+        for line_no, raw in lines:
+            yield line_no, raw, parse
+
+    def _avro_records(self, shard: Shard):
+        with FileSystems.open(shard.path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            for number, record in enumerate(fastavro.reader(f), start=1):
+                raw = json.dumps(record, default=str, ensure_ascii=False).encode("utf-8")
+                yield number, raw, lambda _raw, record=record: validate_event(record, self._strict)
+
+
+def _typed_cells(columns, cells) -> dict:
+    """CSV has only text: empty cells are absent and an all-digit occurred_at
+    is epoch milliseconds."""
+    row = {c: v for c, v in zip(columns, cells) if v != ""}
+    occurred_at = row.get("occurred_at")
+    if occurred_at is not None and occurred_at.isdigit():
+        row["occurred_at"] = int(occurred_at)
+    return row
+
+
+def _unwrap_dead_letter(raw: bytes) -> bytes:
+    try:
+        payload = original_payload(json.loads(raw))
+    except ValueError:
+        return raw
+    return raw if payload is None else payload
+
+
+def _lines(shard: Shard) -> Iterable[Tuple[int, bytes]]:
+    """(line number, line) for the shard's non-blank lines."""
+    with FileSystems.open(
+            shard.path,
+            compression_type=(CompressionTypes.AUTO if shard.end is None and shard.start == 0
+                              else CompressionTypes.UNCOMPRESSED)) as f:
+        if shard.start:
+            f.seek(shard.start)
+        remaining = None if shard.end is None else shard.end - shard.start
+        stream = io.BufferedReader(_Limited(f, remaining), buffer_size=1 << 20)
+        for line_no, line in enumerate(stream, start=shard.first_line):
+            line = line.rstrip(b"\r\n")
+            if line.strip():
+                yield line_no, line
+
+
+class _Limited(io.RawIOBase):
+    """A raw stream of at most `limit` bytes of another stream."""
+
+    def __init__(self, stream, limit):
+        self._stream, self._left = stream, limit
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        want = len(buffer) if self._left is None else min(len(buffer), self._left)
+        data = self._stream.read(want) if want else b""
+        buffer[: len(data)] = data
+        if self._left is not None:
+            self._left -= len(data)
+        return len(data)
+
+
+class ReadEvents(beam.PTransform):
+    """Files -> batches of (arrival, Event), plus a DEAD_LETTERS output."""
+
+    def __init__(self, paths: List[str], strict_event_types: bool = False):
+        super().__init__()
+        self._paths = paths
+        self._strict = strict_event_types
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "Files" >> beam.Create(self._paths)
+            | "PlanShards" >> beam.ParDo(_PlanShards())
+            | "SpreadShards" >> beam.Reshuffle()
+            | "Parse" >> beam.ParDo(_ParseShard(self._strict)).with_outputs(DEAD_LETTERS, main="events"))

@@ -1,0 +1,102 @@
+"""Output files: one folder per table, Hive-style `dt=YYYY-MM-DD/` partitions
+of the session start, Avro (BigQuery-loadable) and/or JSONL (SPEC §4).
+
+Files are written under a hidden temporary name and renamed into place, so no
+reader ever sees a partial file. A file's name and bytes (Avro sync marker
+included) derive from its sorted contents: a retried bundle rewrites the same
+file, and replaying the same input twice gives identical files.
+"""
+import hashlib
+import io
+from typing import Iterable, Optional, Sequence, Tuple
+
+import apache_beam as beam
+import fastavro
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.transforms import trigger, window
+
+import schemas
+from sessions.records import partition_date, to_json
+from transforms.dead_letters import NAMESPACE
+
+AVRO, JSONL = "avro", "jsonl"
+OUTPUT_FORMATS = {"avro": (AVRO,), "jsonl": (JSONL,), "both": (AVRO, JSONL)}
+
+# (table, dt partition or None, record)
+TableRow = Tuple[str, Optional[str], dict]
+
+
+def session_rows(result_delay) -> TableRow:
+    """(GameSwitch | SessionEnd, delay) -> the row of its table."""
+    result, delay_seconds = result_delay
+    return result.event_type, partition_date(result.partition_ms), result.record(delay_seconds)
+
+
+def dead_letter_rows(dead_letter) -> TableRow:
+    return schemas.DEAD_LETTER, None, dead_letter.to_record()
+
+
+class _WriteGroup(beam.DoFn):
+    def __init__(self, output_dir: str, formats: Sequence[str]):
+        self._output_dir = output_dir
+        self._formats = tuple(formats)
+
+    def setup(self):
+        self._files = Metrics.counter(NAMESPACE, "files_written")
+
+    def process(self, group) -> Iterable[str]:
+        (table, partition), records = group
+        lines = sorted(((to_json(r), r) for r in records), key=lambda line_record: line_record[0])
+        body = "".join(line + "\n" for line, _ in lines).encode("utf-8")
+        digest = hashlib.sha256(body).hexdigest()
+        folder = FileSystems.join(self._output_dir, table, *([f"dt={partition}"] if partition else []))
+        formats = (JSONL,) if table == schemas.DEAD_LETTER else self._formats
+        for fmt in formats:
+            if fmt == JSONL:
+                data = body
+            else:
+                buffer = io.BytesIO()
+                fastavro.writer(buffer, schemas.avro_schema(table), [r for _, r in lines],
+                                codec="deflate", sync_marker=bytes.fromhex(digest[:32]))
+                data = buffer.getvalue()
+            path = FileSystems.join(folder, f"part-{digest[:24]}.{fmt}")
+            _write_atomically(path, data)
+            self._files.inc()
+            yield path
+
+
+def _write_atomically(path: str, data: bytes) -> None:
+    folder, name = path.rsplit("/", 1)
+    temporary = f"{folder}/.{name}.inprogress"
+    with FileSystems.create(temporary) as f:
+        f.write(data)
+    if FileSystems.exists(path):
+        FileSystems.delete([path])  # same name means same content: a retry
+    FileSystems.rename([temporary], [path])
+
+
+class WriteTables(beam.PTransform):
+    """TableRows -> files; yields the paths written.
+
+    In streaming, rows are grouped in the global window and flushed by a
+    processing-time trigger, so nothing emitted late by the session logic can
+    be dropped by a window that has already closed."""
+
+    def __init__(self, output_dir: str, formats: Sequence[str], flush_seconds: Optional[int] = None):
+        super().__init__()
+        self._output_dir = output_dir
+        self._formats = formats
+        self._flush_seconds = flush_seconds
+
+    def expand(self, rows):
+        keyed = rows | "ByPartition" >> beam.Map(lambda row: ((row[0], row[1]), row[2]))
+        if self._flush_seconds:
+            keyed = keyed | "FlushEvery" >> beam.WindowInto(
+                window.GlobalWindows(),
+                trigger=trigger.Repeatedly(trigger.AfterProcessingTime(self._flush_seconds)),
+                accumulation_mode=trigger.AccumulationMode.DISCARDING)
+        return (
+            keyed
+            | "GroupFiles" >> beam.GroupByKey()
+            | "WriteFiles" >> beam.ParDo(_WriteGroup(self._output_dir, self._formats)))
