@@ -8,6 +8,9 @@ SAMPLE := sample/sample_day.jsonl.gz
 
 .PHONY: venv run test test-fast sample bench clean
 
+# What the whole test suite needs besides the venv; each feature adds its own.
+TEST_DEPS := venv
+
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: setup.py
@@ -24,7 +27,7 @@ run: venv
 	$(PY) -m tools.show_output $(OUT)/sample
 
 ## Every test, the long end-to-end ones included (what CI runs).
-test: venv
+test: $(TEST_DEPS)
 	$(PY) -m pytest -q
 
 ## The quick ones only.
