@@ -1,0 +1,96 @@
+"""A second, deliberately naive implementation of SPEC §2-§3 (set-based, no
+incremental state) that tests compare the job against."""
+from decimal import ROUND_HALF_UP, Decimal
+
+from sessions.records import compact_time
+
+
+def _avg(total, count):
+    return Decimal(0) if count == 0 else (total / count).quantize(Decimal("0.01"), ROUND_HALF_UP)
+
+
+def _metrics(bets, others):
+    stakes = [b.stake for b in bets]
+    payouts = [e.payout for e in bets + others
+               if e.event_type in ("win", "bet_win") and e.payout is not None and e.payout > 0]
+    bet_rollbacks = [e for e in others if e.event_type == "bet_rollback"]
+    win_rollbacks = [e for e in others if e.event_type == "win_rollback"]
+    return {
+        "gs_bets_count": len(stakes), "gs_total_bet_amount": sum(stakes, Decimal(0)),
+        "gs_avg_bet_amount": _avg(sum(stakes, Decimal(0)), len(stakes)),
+        "gs_max_bet_amount": max(stakes, default=Decimal(0)),
+        "gs_wins_count": len(payouts), "gs_total_win_amount": sum(payouts, Decimal(0)),
+        "gs_avg_win_amount": _avg(sum(payouts, Decimal(0)), len(payouts)),
+        "gs_max_win_amount": max(payouts, default=Decimal(0)),
+        "bets_rollback_count": len(bet_rollbacks),
+        "wins_rollback_count": len(win_rollbacks),
+        "total_rollback_bet_amount": sum((e.stake for e in bet_rollbacks), Decimal(0)),
+        "total_rollback_win_amount": sum((e.payout for e in win_rollbacks), Decimal(0)),
+    }
+
+
+def dedupe(events):
+    """First copy per (user_id, event_id), in the given order."""
+    seen, kept = set(), []
+    for e in events:
+        if (e.user_id, e.event_id) not in seen:
+            seen.add((e.user_id, e.event_id))
+            kept.append(e)
+    return kept
+
+
+def expected_records(events, gap_ms, ended_delay=None):
+    """(ended records, changed records, unattributed count) for de-duplicated
+    events of any users. Delays: replay's (gap for ended, 0 for changed)."""
+    ended, changed, unattributed = [], [], 0
+    for user in sorted({e.user_id for e in events}):
+        mine = [e for e in events if e.user_id == user]
+        bets = sorted((e for e in mine if e.is_bet), key=lambda e: (e.occurred_at, e.event_id))
+        others = [e for e in mine if not e.is_bet]
+        sessions = []
+        for b in bets:
+            if sessions and b.occurred_at - sessions[-1][-1].occurred_at < gap_ms:
+                sessions[-1].append(b)
+            else:
+                sessions.append([b])
+        claimed = set()
+        for s in sessions:
+            start, end = s[0].occurred_at, s[-1].occurred_at
+            members = [e for e in others if start <= e.occurred_at < end + gap_ms]
+            claimed.update(id(e) for e in members)
+            sid = f"{compact_time(start)}_{user}"
+            games = list(dict.fromkeys(b.game_id for b in s))
+            ended.append({"user_id": user, "gs_gameplay_session_id": sid, "gs_all_game_ids": games,
+                          **_metrics(s, members), "gs_session_start_date": start,
+                          "gs_session_end_date": end, "gs_session_length_seconds": (end - start) // 1000,
+                          "gs_event_delay_seconds": gap_ms // 1000 if ended_delay is None else ended_delay})
+            segments = []
+            for b in s:
+                if segments and segments[-1][-1].game_id == b.game_id:
+                    segments[-1].append(b)
+                else:
+                    segments.append([b])
+            for seg, nxt in zip(segments, segments[1:]):
+                seg_start, seg_end = seg[0].occurred_at, nxt[0].occurred_at
+                seg_others = [e for e in members if seg_start <= e.occurred_at < seg_end]
+                name = seg[0].game_name or seg[0].game_id
+                changed.append({
+                    "user_id": user, "gs_gameplay_session_id": sid,
+                    "gs_game_session_id": f"{sid}_{compact_time(seg_start)}_{name}",
+                    "gs_game_name": name, "gs_game_old_id": seg[0].game_id, "gs_game_new_id": nxt[0].game_id,
+                    **_metrics(seg, seg_others), "gs_session_start_date": seg_start,
+                    "gs_session_end_date": seg_end, "gs_session_length_seconds": (seg_end - seg_start) // 1000,
+                    "gs_event_delay_seconds": 0})
+        unattributed += sum(1 for e in others if id(e) not in claimed)
+    return ended, changed, unattributed
+
+
+def canonical(records):
+    """Order-free, type-normalised comparison form of a list of records."""
+    def norm(v):
+        if isinstance(v, (int, Decimal)) and not isinstance(v, bool):
+            return Decimal(v).normalize()
+        if isinstance(v, list):
+            return tuple(v)
+        return v
+    return sorted(tuple((k, norm(v)) for k, v in sorted(r.items())) for r in records)

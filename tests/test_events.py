@@ -1,0 +1,209 @@
+"""SPEC §1: parsing and validation of input events, without Beam."""
+import json
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sessions import events as ev
+from sessions.events import InvalidEvent, parse_event, validate_event
+
+T0 = 1767731000000  # 2026-01-06T20:23:20Z
+
+
+def bet(**overrides):
+    event = {"event_id": "e1", "user_id": "u1", "event_type": "bet", "occurred_at": T0,
+             "game_id": "G", "bet_amount": "1.5"}
+    event.update(overrides)
+    return event
+
+
+def parse(obj, **kw):
+    return parse_event(json.dumps(obj).encode(), **kw)
+
+
+def reason_of(raw, **kw):
+    with pytest.raises(InvalidEvent) as e:
+        parse_event(raw if isinstance(raw, bytes) else json.dumps(raw).encode(), **kw)
+    return e.value.reason
+
+
+def test_a_bet_is_parsed_with_its_stake():
+    event = parse(bet(bet_bonus_amount=0.5, game_name="Gates", platform="web", currency="EUR"))
+    assert event.user_id == "u1" and event.occurred_at == T0
+    assert event.stake == Decimal("2.0") and event.payout is None
+    assert event.is_bet and event.game_name == "Gates" and event.platform == "web"
+
+
+def test_integer_user_id_is_normalised_to_a_string():
+    assert parse(bet(user_id=265428677)).user_id == "265428677"
+
+
+def test_float_amounts_are_exact_decimals():
+    a = parse(bet(bet_amount=0.1)).stake
+    b = parse(bet(bet_amount=0.2)).stake
+    assert a + b == Decimal("0.3")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2026-01-06T20:23:20Z", T0),
+    ("2026-01-06T20:23:20.123Z", T0 + 123),
+    ("2026-01-06T23:23:20+03:00", T0),
+    ("2026-01-06T15:23:20.5-05:00", T0 + 500),
+    ("2026-01-06T20:23:20.123999Z", T0 + 123),  # sub-ms truncated
+    ("2026-01-06 20:23:20z", T0),
+])
+def test_rfc3339_with_offset(text, expected):
+    assert parse(bet(occurred_at=text)).occurred_at == expected
+
+
+@pytest.mark.parametrize("value", [
+    "2026-01-06T20:23:20",  # naive: no offset
+    "2026-01-06", "yesterday", "2026-02-30T00:00:00Z", "2026-01-06T25:00:00Z",
+    True, [T0], {"ms": T0}, 1.5e12 + 0.5, float("nan"),
+    946684799999, 4102444800000,  # just outside 2000-01-01..2100-01-01
+])
+def test_bad_timestamps_are_invalid_fields(value):
+    assert reason_of(bet(occurred_at=value)) == ev.INVALID_FIELD
+
+
+def test_naive_timestamp_error_says_what_to_do():
+    with pytest.raises(InvalidEvent, match="no UTC offset"):
+        parse(bet(occurred_at="2026-01-06T20:23:20"))
+
+
+def test_timestamp_range_bounds_are_inclusive_exclusive():
+    assert parse(bet(occurred_at=946684800000)).occurred_at == 946684800000
+    assert parse(bet(occurred_at="2099-12-31T23:59:59.999Z")).occurred_at == 4102444799999
+
+
+@pytest.mark.parametrize("amount", [-1, "-0.01", "NaN", "Infinity", "abc", True, [1], "1e20",
+                                    "0.0000000001"])
+def test_bad_amounts_are_invalid_fields(amount):
+    assert reason_of(bet(bet_amount=amount)) == ev.INVALID_FIELD
+
+
+def test_json_nan_literal_is_rejected_as_an_amount():
+    raw = json.dumps(bet()).replace('"1.5"', "NaN").encode()
+    assert reason_of(raw) == ev.INVALID_FIELD
+
+
+@pytest.mark.parametrize("field", ["event_id", "user_id", "event_type", "occurred_at", "game_id", "bet_amount"])
+def test_missing_required_fields(field):
+    event = bet()
+    del event[field]
+    assert reason_of(event) == ev.MISSING_FIELD
+
+
+def test_null_counts_as_missing():
+    assert reason_of(bet(user_id=None)) == ev.MISSING_FIELD
+
+
+@pytest.mark.parametrize("overrides", [
+    {"user_id": ""}, {"user_id": "x" * 129}, {"event_id": "x" * 257}, {"user_id": True},
+    {"game_id": {"id": 1}}, {"event_type": 7}, {"game_name": ["a"]},
+])
+def test_invalid_identifiers(overrides):
+    assert reason_of(bet(**overrides)) == ev.INVALID_FIELD
+
+
+def test_win_needs_win_amount_and_game():
+    assert reason_of({"event_id": "w", "user_id": "u", "event_type": "win", "occurred_at": T0,
+                      "game_id": "G", "win_bonus_amount": 1}) == ev.MISSING_FIELD
+    assert reason_of({"event_id": "w", "user_id": "u", "event_type": "win", "occurred_at": T0,
+                      "win_amount": 1}) == ev.MISSING_FIELD
+
+
+def test_bet_win_forms():
+    base = {"event_id": "bw", "user_id": "u", "event_type": "bet_win", "occurred_at": T0, "game_id": "G"}
+    win_only = parse({**base, "win_amount": 5})
+    assert not win_only.is_bet and win_only.payout == 5
+    free_spin = parse({**base, "bet_amount": 0, "win_amount": 0})
+    assert free_spin.is_bet and free_spin.stake == 0
+    bonus_only = parse({**base, "bet_bonus_amount": "2"})
+    assert bonus_only.is_bet and bonus_only.stake == 2 and bonus_only.payout is None
+    assert reason_of(base) == ev.MISSING_FIELD
+
+
+def test_rollbacks_carry_the_rolled_back_amount_and_need_no_game():
+    rb = parse({"event_id": "r", "user_id": "u", "event_type": "bet_rollback", "occurred_at": T0,
+                "bet_amount": "1", "bet_bonus_amount": "0.5"})
+    assert rb.stake == Decimal("1.5") and not rb.is_bet and rb.game_id is None
+    wr = parse({"event_id": "r", "user_id": "u", "event_type": "win_rollback", "occurred_at": T0,
+                "win_amount": 3})
+    assert wr.payout == 3
+    assert reason_of({"event_id": "r", "user_id": "u", "event_type": "win_rollback",
+                      "occurred_at": T0}) == ev.MISSING_FIELD
+
+
+def test_unsupported_types_are_ignored_or_dead_lettered_when_strict():
+    login = {"event_id": "l", "user_id": "u", "event_type": "login", "occurred_at": T0}
+    assert parse(login) is None
+    assert reason_of(login, strict_event_types=True) == ev.UNSUPPORTED_EVENT_TYPE
+    # An ignored type is not checked further: a login needs no game or amount.
+    assert parse({"event_type": "deposit"}) is None
+
+
+@pytest.mark.parametrize("raw, reason", [
+    (b'{"event_id": "e1", "user_id": ', ev.INVALID_JSON),
+    (b"\xff\xfe{}", ev.INVALID_JSON),
+    (b'{"a": "\xc3\x28"}', ev.INVALID_JSON),
+    (b"[1, 2]", ev.NOT_AN_OBJECT),
+    (b'"bet"', ev.NOT_AN_OBJECT),
+    (b"null", ev.NOT_AN_OBJECT),
+    (b"[" * 100000 + b"]" * 100000, ev.PAYLOAD_TOO_LARGE),
+    (b"[" * 30000 + b"]" * 30000, ev.INVALID_JSON),  # too deep to decode
+])
+def test_undecodable_payloads(raw, reason):
+    assert reason_of(raw) == reason
+
+
+def test_payload_limit_is_64_kib():
+    padding = "x" * (ev.MAX_PAYLOAD_BYTES - len(json.dumps(bet(pad=""))))
+    assert parse(bet(pad=padding)) is not None
+    assert reason_of(bet(pad=padding + "x")) == ev.PAYLOAD_TOO_LARGE
+
+
+def test_utf8_bom_is_tolerated():
+    assert parse_event(b"\xef\xbb\xbf" + json.dumps(bet()).encode()).event_id == "e1"
+
+
+def test_validate_accepts_csv_style_strings():
+    event = validate_event({"event_id": "1", "user_id": "7", "event_type": "win", "occurred_at": T0,
+                            "game_id": "G", "win_amount": "2.50"})
+    assert event.payout == Decimal("2.50")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_never_crash(raw):
+    try:
+        parse_event(raw)
+    except InvalidEvent as e:
+        assert e.reason in ev.DEAD_LETTER_REASONS and e.error
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=30),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=8)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.fixed_dictionaries(
+    {},
+    optional={k: json_values | st.sampled_from(["bet", "win", "bet_win", "bet_rollback", "win_rollback",
+                                                "2026-01-06T20:23:20Z", T0, "1.5"])
+              for k in ("event_id", "user_id", "event_type", "occurred_at", "game_id", "bet_amount",
+                        "bet_bonus_amount", "win_amount", "win_bonus_amount", "game_name", "platform")}))
+def test_arbitrary_objects_are_events_or_have_a_reason(obj):
+    try:
+        event = validate_event(obj)
+    except InvalidEvent as e:
+        assert e.reason in ev.DEAD_LETTER_REASONS and e.error
+        return
+    if event is not None:
+        assert event.event_type in ev.SUPPORTED_EVENT_TYPES
+        assert isinstance(event.user_id, str) and isinstance(event.occurred_at, int)
+        assert all(a is None or (a.is_finite() and a >= 0) for a in (event.stake, event.payout))
