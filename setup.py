@@ -10,7 +10,7 @@ setuptools.setup(
     description="Beam job that turns bets, wins and rollbacks into game sessions",
     packages=setuptools.find_packages(include=["sessions", "sessions.*", "transforms", "transforms.*",
                                                "pipelines", "pipelines.*", "schemas", "tools"]),
-    package_data={"schemas": ["*.avsc", "*.json"], "sessions": ["*.json"]},
+    package_data={"schemas": ["*.avsc", "*.json", "lexicons/*.json"], "sessions": ["*.json"]},
     python_requires=">=3.10",
     install_requires=[
         "apache-beam[gcp]==2.77.0",
