@@ -41,7 +41,7 @@ def _build_replay(options: PipelineOptions, opts: GameSessionsOptions) -> beam.P
     _ = rows | "WriteFiles" >> WriteTables(opts.output_dir, OUTPUT_FORMATS[opts.output_format])
     if opts.lexicon_output:
         from transforms.lexicon import WriteLexiconRecords
-        _ = sessions | "LexiconRecords" >> WriteLexiconRecords(opts.lexicon_output)
+        _ = sessions | "LexiconRecords" >> WriteLexiconRecords(opts.lexicon_output, opts.session_gap_seconds)
     return pipeline
 
 

@@ -165,7 +165,7 @@ def _identifier(obj, field, max_len, required=True) -> Optional[str]:
         raise InvalidEvent(INVALID_FIELD, f"{field} must be a string or an integer")
     if not 1 <= len(value) <= max_len:
         raise InvalidEvent(INVALID_FIELD, f"{field} must be 1..{max_len} characters, got {len(value)}")
-    return value
+    return _unicode(field, value)
 
 
 def _text(obj, field) -> Optional[str]:
@@ -174,7 +174,18 @@ def _text(obj, field) -> Optional[str]:
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise InvalidEvent(INVALID_FIELD, f"{field} must be a string")
-    return str(value)
+    return _unicode(field, str(value))
+
+
+def _unicode(field: str, value: str) -> str:
+    """JSON escapes can smuggle in lone surrogates (\\ud800), which no UTF-8
+    output (files, Pub/Sub, Avro) can carry."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidEvent(INVALID_FIELD, f"{field} holds an unpaired surrogate escape (\\ud800-\\udfff), not text") from None
+    return value
 
 
 def _amount(obj, field) -> Optional[Decimal]:

@@ -43,8 +43,10 @@ def expected_records(events, gap_ms, ended_delay=None):
     """(ended records, changed records, unattributed count) for de-duplicated
     events of any users. Delays: replay's (gap for ended, 0 for changed)."""
     ended, changed, unattributed = [], [], 0
-    for user in sorted({e.user_id for e in events}):
-        mine = [e for e in events if e.user_id == user]
+    by_user = {}
+    for e in events:
+        by_user.setdefault(e.user_id, []).append(e)
+    for user, mine in sorted(by_user.items()):
         bets = sorted((e for e in mine if e.is_bet), key=lambda e: (e.occurred_at, e.event_id))
         others = [e for e in mine if not e.is_bet]
         sessions = []

@@ -165,6 +165,14 @@ def test_payload_limit_is_64_kib():
     assert reason_of(bet(pad=padding + "x")) == ev.PAYLOAD_TOO_LARGE
 
 
+@pytest.mark.parametrize("field", ["user_id", "event_id", "game_id", "game_name", "platform"])
+def test_lone_surrogate_escapes_are_invalid_fields(field):
+    raw = json.dumps(bet(**{field: "x"})).replace('"x"', '"u\\ud800"').encode()
+    assert reason_of(raw) == ev.INVALID_FIELD
+    paired = json.dumps(bet(**{field: "x"})).replace('"x"', '"\\ud83c\\udfb0"').encode()
+    assert parse_event(paired) is not None
+
+
 def test_utf8_bom_is_tolerated():
     assert parse_event(b"\xef\xbb\xbf" + json.dumps(bet()).encode()).event_id == "e1"
 

@@ -14,7 +14,7 @@ from apache_beam.metrics import Metrics
 from sessions.lexicon import record_file
 from sessions.sessionizer import SessionEnd
 from transforms.dead_letters import NAMESPACE
-from transforms.write import _write_atomically
+from transforms.write import write_atomically
 
 
 class _WriteRecordFiles(beam.DoFn):
@@ -31,27 +31,23 @@ class _WriteRecordFiles(beam.DoFn):
             return
         relative_path, body = record_file(result, self._gap_ms)
         path = FileSystems.join(self._output_dir, *relative_path.split("/"))
-        _write_atomically(path, body)
+        write_atomically(path, body)
         self._records.inc()
         yield path
 
 
 class WriteLexiconRecords(beam.PTransform):
     """(GameSwitch | SessionEnd, delay) -> one record file per SessionEnd;
-    yields the paths written. `gap_seconds` (for `createdAt`) defaults to the
-    job's --session_gap_seconds."""
+    yields the paths written. `gap_seconds` is the job's session gap (it
+    dates `createdAt`)."""
 
-    def __init__(self, output_dir: str, gap_seconds: Optional[int] = None):
+    def __init__(self, output_dir: str, gap_seconds: int):
         super().__init__()
         self._output_dir = output_dir
         self._gap_seconds = gap_seconds
 
     def expand(self, results):
         gap_seconds = self._gap_seconds
-        if gap_seconds is None:
-            # Imported here: the job's options module depends on transforms.
-            from pipelines.options import GameSessionsOptions
-            gap_seconds = results.pipeline.options.view_as(GameSessionsOptions).session_gap_seconds
         if gap_seconds <= 0:
             raise ValueError(f"the session gap must be a positive number of seconds, got {gap_seconds}")
         return results | "WriteRecordFiles" >> beam.ParDo(

@@ -69,11 +69,15 @@ def match_inputs(patterns: Iterable[str]) -> List[str]:
 
 
 class _PlanShards(beam.DoFn):
-    """Cuts an uncompressed JSONL/CSV file into shards of about SHARD_BYTES,
+    """Cuts an uncompressed JSONL/CSV file into shards of about `shard_bytes`,
     counting lines on the way (a C-speed scan) so every shard knows its first
     line number."""
 
+    def __init__(self, shard_bytes: int):
+        self._shard_bytes = shard_bytes
+
     def process(self, path: str) -> Iterable[Shard]:
+        shard_bytes = self._shard_bytes
         fmt = file_format(path)
         if fmt == "avro" or CompressionTypes.detect_compression_type(path) != CompressionTypes.UNCOMPRESSED:
             yield Shard(path, 0, None, 1)
@@ -90,8 +94,8 @@ class _PlanShards(beam.DoFn):
                 if not block:
                     break
                 pending += block
-                while len(pending) >= SHARD_BYTES:
-                    cut = pending.find(b"\n", SHARD_BYTES - 1)
+                while len(pending) >= shard_bytes:
+                    cut = pending.find(b"\n", shard_bytes - 1)
                     if cut < 0:
                         break
                     cut += 1
@@ -237,15 +241,16 @@ class _Limited(io.RawIOBase):
 class ReadEvents(beam.PTransform):
     """Files -> batches of (arrival, Event), plus a DEAD_LETTERS output."""
 
-    def __init__(self, paths: List[str], strict_event_types: bool = False):
+    def __init__(self, paths: List[str], strict_event_types: bool = False, shard_bytes: int = SHARD_BYTES):
         super().__init__()
         self._paths = paths
         self._strict = strict_event_types
+        self._shard_bytes = shard_bytes
 
     def expand(self, pbegin):
         return (
             pbegin
             | "Files" >> beam.Create(self._paths)
-            | "PlanShards" >> beam.ParDo(_PlanShards())
+            | "PlanShards" >> beam.ParDo(_PlanShards(self._shard_bytes))
             | "SpreadShards" >> beam.Reshuffle()
             | "Parse" >> beam.ParDo(_ParseShard(self._strict)).with_outputs(DEAD_LETTERS, main="events"))

@@ -1,11 +1,13 @@
 """Replay sessions: Beam session windows over bet-only timestamps.
 
 Every bet gets the window [t, t + gap) and every other event a point window
-[t, t + 1 us), so Beam's standard `Sessions` merging (kept as is: Flink and
+[t, t + 1 ms), so Beam's standard `Sessions` merging (kept as is: Flink and
 Dataflow run it natively) builds exactly the sessions of SPEC §2: two bets
 merge iff they are less than `gap` apart, and a win or rollback joins the
 session with start <= t < end + gap without stretching it. A point window
-covered by no session comes out alone: an unattributed event.
+covered by no session comes out alone: an unattributed event. (Event times are
+whole milliseconds, and so is Beam's window coder: a 1 us point window would
+be encoded as an empty window and never merge.)
 
 Shuffling one element per event is what makes naive Beam sessions slow, so
 each batch of parsed events is pre-merged first: a user's bets that already
@@ -72,7 +74,7 @@ def _fold_order(arrival_event):
 
 def _windowed(user_id, items, start_ms, end_ms, point=False) -> WindowedValue:
     start = _micros(start_ms)
-    end = Timestamp(micros=start.micros + 1) if point else _micros(end_ms)
+    end = _micros(start_ms + 1 if point else end_ms)
     return WindowedValue((user_id, items), start, (window.IntervalWindow(start, end),))
 
 

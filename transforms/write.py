@@ -61,12 +61,12 @@ class _WriteGroup(beam.DoFn):
                                 codec="deflate", sync_marker=bytes.fromhex(digest[:32]))
                 data = buffer.getvalue()
             path = FileSystems.join(folder, f"part-{digest[:24]}.{fmt}")
-            _write_atomically(path, data)
+            write_atomically(path, data)
             self._files.inc()
             yield path
 
 
-def _write_atomically(path: str, data: bytes) -> None:
+def write_atomically(path: str, data: bytes) -> None:
     folder, name = path.rsplit("/", 1)
     temporary = f"{folder}/.{name}.inprogress"
     with FileSystems.create(temporary) as f:

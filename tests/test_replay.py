@@ -1,0 +1,319 @@
+"""The replay job (SPEC §4, §5.1): Beam transforms and the CLI end to end."""
+import csv
+import filecmp
+import json
+import os
+import random
+from decimal import Decimal
+
+import apache_beam as beam
+import fastavro
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms import window
+
+import schemas
+from pipelines.game_sessions import main
+from sessions.events import parse_event
+from sessions.sessionizer import GameSwitch, SessionEnd
+from tests.helpers import (CHANGED, DEAD, ENDED, avro_records, dumps, expected_from_lines, jsonl_records,
+                           table_files, write_lines)
+from tests.reference import canonical, dedupe, expected_records
+from tools.generate_events import generate
+from transforms.read import DEAD_LETTERS, ReadEvents
+from transforms.sessions import ReplaySessions, _CloseSessions, _PreMergeFragments
+
+T0 = 1767731000000
+GAP_MS = 300_000
+
+
+def ev(i, t, kind="bet", user="u1", game="A", amount="1"):
+    event = {"event_id": f"e{i}", "user_id": user, "event_type": kind, "occurred_at": T0 + t}
+    if kind in ("bet", "win", "bet_win"):
+        event["game_id"] = game
+    event["win_amount" if kind == "win" else "bet_amount"] = amount
+    return event
+
+
+def replay(tmp_path, inputs, *extra, name="out"):
+    out = str(tmp_path / name)
+    code = main([*(f"--input={i}" for i in inputs), f"--output_dir={out}", *extra])
+    assert code == 0
+    return out
+
+
+# --- transforms ------------------------------------------------------------
+
+def test_read_events_keeps_file_and_line_across_shards(tmp_path):
+    path = str(tmp_path / "day.jsonl")
+    lines = [dumps(ev(i, i * 1000)) for i in range(200)]
+    lines[10] = '{"truncated'
+    lines[20] = ""
+    lines[30] = dumps({**ev(30, 0), "event_type": "login"})
+    write_lines(path, lines)
+    with BeamTestPipeline() as p:
+        parsed = p | ReadEvents([path], shard_bytes=500)
+        arrivals = parsed.events | beam.FlatMap(lambda batch: [(a[1], e.event_id) for a, e in batch])
+        dead = parsed[DEAD_LETTERS] | beam.Map(lambda d: (d.reason, d.file, d.line, d.payload))
+        expected_lines = [(n + 1, f"e{n}") for n in range(200) if n not in (10, 20, 30)]
+        assert_that(arrivals, equal_to(expected_lines), label="events")
+        assert_that(dead, equal_to([("invalid_json", path, 11, b'{"truncated')]), label="dead")
+
+
+def test_pre_merge_gives_bets_their_run_window_and_loners_a_point_window():
+    events = [parse_event(dumps(e).encode()) for e in
+              [ev(1, 0), ev(2, 100_000), ev(3, 200_000, "win"), ev(4, 100_000 + GAP_MS + 5, "win"), ev(5, 900_000)]]
+    out = list(_PreMergeFragments(GAP_MS).process([(("f", i), e) for i, e in enumerate(events)]))
+    windows = sorted((wv.windows[0].start.micros // 1000 - T0, wv.windows[0].end.micros - wv.windows[0].start.micros,
+                [e.event_id for _, e in wv.value[1]]) for wv in out)
+    assert windows == [
+        (0, (100_000 + GAP_MS) * 1000, ["e1", "e2", "e3"]),
+        (100_000 + GAP_MS + 5, 1000, ["e4"]),  # a win after the gap: alone, in a 1 ms point window
+        (900_000, GAP_MS * 1000, ["e5"]),
+    ]
+
+
+def test_close_sessions_counts_duplicates_and_applies_the_rules():
+    bet = parse_event(dumps(ev(1, 0)).encode())
+    switch = parse_event(dumps(ev(2, 1000, game="B")).encode())
+    fn = _CloseSessions(GAP_MS)
+    fn.setup()
+    results = list(fn.process(("u1", [[(("f", 2), bet), (("f", 3), switch)], [(("f", 1), bet)]])))
+    assert [type(r) for r, _ in results] == [GameSwitch, SessionEnd]
+    assert [d for _, d in results] == [0, 300]
+
+
+def test_beam_session_windows_merge_fragments_from_any_batching():
+    """A day split into random batches (so sessions span bundles and arrive
+    out of order) gives exactly the reference sessions."""
+    rng = random.Random(5)
+    lines = [line for line in generate(3000, seed=3) if line]
+    events = []
+    for n, line in enumerate(lines):
+        try:
+            event = parse_event(line.encode())
+        except ValueError:
+            continue
+        if event is not None:
+            events.append(((("day", n + 1)), event))
+    ref_ended, ref_changed, _ = expected_records(dedupe([e for _, e in events]), GAP_MS)
+    rng.shuffle(events)
+    batches = [events[i:i + 97] for i in range(0, len(events), 97)]
+    with BeamTestPipeline() as p:
+        results = (p | beam.Create(batches) | ReplaySessions(300)
+                   | beam.Map(lambda rd: (rd[0].event_type, json.dumps(rd[0].record(rd[1]), default=str))))
+        expected = [(ENDED, json.dumps(r, default=str)) for r in ref_ended] + [
+            (CHANGED, json.dumps(r, default=str)) for r in ref_changed]
+        assert_that(results, _same_records(expected))
+
+
+def test_a_win_at_a_bets_millisecond_in_another_bundle_joins_its_session():
+    """Found on real data: the window coder keeps milliseconds, so point
+    windows must be at least 1 ms wide to survive the shuffle."""
+    bet = parse_event(dumps(ev(1, 0)).encode())
+    win = parse_event(dumps(ev(2, 0, kind="win", amount="4.2")).encode())
+    with BeamTestPipeline() as p:
+        wins = (p | beam.Create([[(("f", 1), bet)], [(("f", 2), win)]]) | ReplaySessions(300)
+                | beam.Map(lambda rd: rd[0].metrics.wins_count))
+        assert_that(wins, equal_to([1]))
+
+
+def _same_records(expected):
+    def check(actual):
+        def load(items):
+            return sorted((t, canonical([json.loads(r, parse_float=Decimal)])[0]) for t, r in items)
+        assert load(actual) == load(expected)
+    return check
+
+
+# --- the CLI ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def generated_day(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("day")
+    path = str(folder / "day.jsonl")
+    lines = generate(20_000, seed=21)
+    write_lines(path, lines)
+    return path, lines
+
+
+@pytest.fixture(scope="module")
+def day_output(generated_day, tmp_path_factory):
+    path, _ = generated_day
+    return replay(tmp_path_factory.mktemp("replay"), [path], "--output_format=both")
+
+
+def test_cli_replay_of_a_generated_day_equals_the_reference(generated_day, day_output):
+    _, lines = generated_day
+    ended, changed, _ = expected_from_lines([line.encode() for line in lines], GAP_MS)
+    assert len(ended) > 100 and len(changed) > 100
+    assert canonical(jsonl_records(day_output, ENDED)) == canonical(ended)
+    assert canonical(jsonl_records(day_output, CHANGED)) == canonical(changed)
+
+
+def test_avro_and_jsonl_hold_the_same_valid_records(day_output):
+    for table in (ENDED, CHANGED):
+        records = avro_records(day_output, table)
+        parsed = schemas.avro_schema(table)
+        for record in records:
+            fastavro.validation.validate(_to_avro_types(record), parsed)
+        as_json = [{k: (int(v.timestamp() * 1000) if hasattr(v, "timestamp") else v) for k, v in r.items()}
+                   for r in records]
+        assert canonical(as_json) == canonical(jsonl_records(day_output, table))
+
+
+def _to_avro_types(record):
+    return {k: (int(v.timestamp() * 1000) if hasattr(v, "timestamp") else v) for k, v in record.items()}
+
+
+def test_output_is_partitioned_by_session_start_date_and_has_no_temp_files(day_output):
+    for table in (ENDED, CHANGED):
+        for path in table_files(day_output, table, "jsonl"):
+            dt = os.path.basename(os.path.dirname(path))
+            for line in open(path):
+                record = json.loads(line)
+                start = record["gs_gameplay_session_id"][:8]
+                assert dt == f"dt={start[:4]}-{start[4:6]}-{start[6:8]}"
+    leftovers = [f for _, _, files in os.walk(day_output) for f in files if f.startswith(".")]
+    assert leftovers == []
+
+
+def test_dead_letters_keep_original_bytes_reason_and_line(generated_day, day_output):
+    path, lines = generated_day
+    dead = jsonl_records(day_output, DEAD)
+    assert dead, "the generated day has malformed lines"
+    for record in dead:
+        line_no = record["source"]["line"]
+        assert record["source"]["file"] == path
+        assert lines[line_no - 1] == record["payload"]
+        assert record["dead_letter_reason"] in ("invalid_json", "not_an_object", "missing_field", "invalid_field")
+        assert record["error"]
+
+
+def test_replaying_twice_gives_identical_files(generated_day, day_output, tmp_path):
+    again = replay(tmp_path, [generated_day[0]], "--output_format=both")
+    comparison = filecmp.dircmp(day_output, again)
+
+    def same(c):
+        assert not c.left_only and not c.right_only and not c.diff_files, c.report()
+        for sub in c.subdirs.values():
+            same(sub)
+    same(comparison)
+
+
+def test_every_format_and_several_inputs_give_the_same_sessions(tmp_path):
+    events = [ev(i, i * 7000, kind="win" if i % 3 == 0 else "bet", user=f"u{i % 4}",
+                 game="AB"[i // 10 % 2], amount=str(Decimal(i) / 10)) for i in range(120)]
+    jsonl = str(tmp_path / "a.jsonl")
+    write_lines(jsonl, [dumps(e) for e in events])
+    gz_first, gz_second = str(tmp_path / "b1.jsonl.gz"), str(tmp_path / "b2.jsonl.gz")
+    write_lines(gz_first, [dumps(e) for e in events[:60]])
+    write_lines(gz_second, [dumps(e) for e in events[60:]])
+    csv_path = str(tmp_path / "c.csv")
+    columns = ["event_id", "user_id", "event_type", "occurred_at", "game_id", "bet_amount", "win_amount"]
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows(events)
+    avro_path = str(tmp_path / "d.avro")
+    avro_schema = {"type": "record", "name": "Event", "fields": [
+        {"name": c, "type": ["null", "long" if c == "occurred_at" else "string"], "default": None}
+        for c in columns]}
+    with open(avro_path, "wb") as f:
+        fastavro.writer(f, fastavro.parse_schema(avro_schema), events)
+
+    outputs = [replay(tmp_path, inputs, "--output_format=jsonl", name=name) for name, inputs in [
+        ("jsonl", [jsonl]), ("gz", [str(tmp_path / "b*.jsonl.gz")]), ("csv", [csv_path]), ("avro", [avro_path]),
+        ("two_globs", [gz_first, gz_second])]]
+    ended, changed, _ = expected_records(
+        [parse_event(dumps(e).encode()) for e in events], GAP_MS)
+    for out in outputs:
+        assert canonical(jsonl_records(out, ENDED)) == canonical(ended), out
+        assert canonical(jsonl_records(out, CHANGED)) == canonical(changed), out
+
+
+def test_csv_rows_dead_letter_with_their_line(tmp_path):
+    path = str(tmp_path / "bad.csv")
+    with open(path, "wb") as f:
+        f.write(b"event_id,user_id,event_type,occurred_at,game_id,bet_amount\n")
+        f.write(b"1,u,bet,1767731000000,A,1\n")
+        f.write(b"2,u,bet,1767731000000,A\n")
+        f.write(b"3,u,bet,2026-01-06T20:23:20,A,1\n")
+        f.write(b"4,u\xff,bet,1767731000000,A,1\n")
+    out = replay(tmp_path, [path], "--output_format=jsonl")
+    dead = sorted((d["source"]["line"], d["dead_letter_reason"]) for d in jsonl_records(out, DEAD))
+    assert dead == [(3, "invalid_field"), (4, "invalid_field"), (5, "invalid_json")]
+    assert len(jsonl_records(out, ENDED)) == 1
+
+
+def test_a_dead_letter_file_can_be_fed_back_as_input(tmp_path):
+    path = str(tmp_path / "in.jsonl")
+    write_lines(path, [dumps(ev(1, 0)), dumps({**ev(2, 1000), "occurred_at": "2026-01-06T20:23:21"})])
+    first = replay(tmp_path, [path], "--output_format=jsonl", name="first")
+    dead_files = table_files(first, DEAD, "jsonl")
+    # The operator fixes the producer's timestamps in the dead letter, then replays it with the rest.
+    fixed = str(tmp_path / "fixed.jsonl")
+    with open(dead_files[0]) as src, open(fixed, "w") as dst:
+        for line in src:
+            dst.write(line.replace("2026-01-06T20:23:21", "2026-01-06T20:23:21Z"))
+    second = replay(tmp_path, [path, fixed], "--output_format=jsonl", name="second")
+    # The original line is still bad; its fixed copy from the dead-letter file is used.
+    assert [d["source"]["file"] for d in jsonl_records(second, DEAD)] == [path]
+    assert jsonl_records(second, ENDED)[0]["gs_bets_count"] == 2
+
+
+def test_exit_status_is_zero_with_dead_letters_only(tmp_path):
+    path = str(tmp_path / "junk.jsonl")
+    write_lines(path, [b"\xff\xfe", b"not json", b"[]"])
+    out = replay(tmp_path, [path], "--output_format=avro")
+    assert len(jsonl_records(out, DEAD)) == 3
+    assert table_files(out, ENDED, "avro") == []
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "--input=GLOB is required"),
+    (["--input=/nonexistent/*.jsonl"], "matches no file"),
+    (["--input={day}", "--session_gap_seconds=0"], "--session_gap_seconds must be a positive"),
+    (["--input={day}"], "--output_dir=DIR is required"),
+    (["--input={day}", "--output_dir=/tmp/x", "--output_format=parquet"], "invalid choice"),
+])
+def test_unusable_arguments_fail_with_one_clear_line(tmp_path, capsys, args, message):
+    day = str(tmp_path / "day.jsonl")
+    write_lines(day, [dumps(ev(1, 0))])
+    args = [a.format(day=day) for a in args]
+    if not any(a.startswith("--output_dir") for a in args) and "--output_dir=DIR" not in message:
+        args.append(f"--output_dir={tmp_path / 'out'}")
+    with pytest.raises(SystemExit) if "invalid choice" in message else _no_exit():
+        code = main(args)
+        assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err
+    if "invalid choice" not in message:
+        assert len(err.splitlines()) == 1
+
+
+class _no_exit:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_output_records_follow_the_schema_field_order(day_output):
+    for table in (ENDED, CHANGED):
+        record = jsonl_records(day_output, table)[0]
+        assert tuple(record) == schemas.field_names(table)
+
+
+def test_one_window_fn_is_the_standard_sessions():
+    """Flink and Dataflow run Beam's own Sessions merging: the replay must
+    not depend on a custom merging WindowFn (unsupported on portable runners)."""
+    p = beam.Pipeline()
+    _ = p | beam.Create([[]]) | ReplaySessions(300)
+    proto = p.to_runner_api()
+    urns = {s.window_fn.urn for s in proto.components.windowing_strategies.values()}
+    assert "beam:window_fn:session_windows:v1" in urns
+    assert urns <= {"beam:window_fn:session_windows:v1", "beam:window_fn:global_windows:v1"}
+    assert isinstance(window.Sessions(300), window.Sessions)

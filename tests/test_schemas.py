@@ -1,0 +1,84 @@
+"""SPEC §4: the Avro schemas load into the declared BigQuery tables.
+
+BigQuery's documented conversion for `bq load --source_format=AVRO
+--use_avro_logical_types`:
+https://cloud.google.com/bigquery/docs/loading-data-cloud-storage-avro#avro_conversions
+"""
+import json
+
+import fastavro
+import pytest
+
+import schemas
+
+# (Avro type, logical type) -> BigQuery type, with logical types honoured.
+AVRO_TO_BIGQUERY = {
+    ("string", None): "STRING",
+    ("long", None): "INTEGER",
+    ("int", None): "INTEGER",
+    ("double", None): "FLOAT",
+    ("boolean", None): "BOOLEAN",
+    ("bytes", None): "BYTES",
+    ("long", "timestamp-millis"): "TIMESTAMP",
+    ("long", "timestamp-micros"): "TIMESTAMP",
+    ("int", "date"): "DATE",
+}
+
+
+def bigquery_type(avro_type):
+    """(BigQuery type, mode) of an Avro field type."""
+    if isinstance(avro_type, list):
+        non_null = [t for t in avro_type if t != "null"]
+        if "null" not in avro_type or len(non_null) != 1:
+            raise AssertionError(f"unions must be [null, T]: {avro_type}")
+        return bigquery_type(non_null[0])[0], "NULLABLE"
+    if isinstance(avro_type, dict):
+        if avro_type["type"] == "array":
+            return bigquery_type(avro_type["items"])[0], "REPEATED"
+        logical = avro_type.get("logicalType")
+        if logical == "decimal":
+            precision, scale = avro_type["precision"], avro_type.get("scale", 0)
+            # NUMERIC: precision - scale <= 29 and scale <= 9; otherwise BIGNUMERIC.
+            if scale <= 9 and precision - scale <= 29:
+                return "NUMERIC", "REQUIRED"
+            return "BIGNUMERIC", "REQUIRED"
+        return AVRO_TO_BIGQUERY[(avro_type["type"], logical)], "REQUIRED"
+    return AVRO_TO_BIGQUERY[(avro_type, None)], "REQUIRED"
+
+
+@pytest.mark.parametrize("table", schemas.EVENT_TYPES)
+def test_every_avro_field_maps_to_its_bigquery_column(table):
+    avsc = json.loads(schemas.avsc_path(table).read_text())
+    columns = {c["name"]: c for c in schemas.bigquery_schema(table)}
+    assert [f["name"] for f in avsc["fields"]] == list(columns)
+    for field in avsc["fields"]:
+        column = columns[field["name"]]
+        assert bigquery_type(field["type"]) == (column["type"], column.get("mode", "NULLABLE")), field["name"]
+        if isinstance(field["type"], list):
+            assert field.get("default", "missing") is None, f"{field['name']}: optional fields default to null"
+
+
+@pytest.mark.parametrize("table", schemas.EVENT_TYPES)
+def test_schemas_follow_the_spec_types(table):
+    avsc = json.loads(schemas.avsc_path(table).read_text())
+    by_name = {f["name"]: f["type"] for f in avsc["fields"]}
+    for name, avro_type in by_name.items():
+        if name.endswith("_amount"):
+            assert avro_type == {"type": "bytes", "logicalType": "decimal", "precision": 38, "scale": 9}, name
+        if name.endswith("_date"):
+            assert avro_type == {"type": "long", "logicalType": "timestamp-millis"}, name
+    if table == schemas.ENDED:
+        assert by_name["gs_all_game_ids"] == {"type": "array", "items": "string"}
+    fastavro.parse_schema(avsc)
+
+
+def test_the_mapping_rules_reject_what_bigquery_would_not_load_as_declared():
+    assert bigquery_type({"type": "bytes", "logicalType": "decimal", "precision": 40, "scale": 9})[0] == "BIGNUMERIC"
+    assert bigquery_type(["null", "string"]) == ("STRING", "NULLABLE")
+    with pytest.raises(AssertionError):
+        bigquery_type(["string", "long"])
+
+
+def test_unknown_schema_names_are_a_clear_error():
+    with pytest.raises(ValueError, match="no schema"):
+        schemas.avro_schema("gs_nope")
