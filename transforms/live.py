@@ -1,0 +1,176 @@
+"""Live sessions: a per-user event-time buffer feeding the shared rules.
+
+Pub/Sub does not order messages, and on the DirectRunner a point window for a
+win is already behind the watermark when it reaches a GroupByKey (see
+DESIGN-NOTES), so the live path does not lean on merging windows. Each user's
+events wait in state until the watermark passes their time plus
+`--max_disorder_seconds`, then go through the same `Sessionizer` the replay
+uses, in the same order (SPEC §3.3). A changed event therefore leaves when the
+watermark passes the switching bet plus the bound, an ended event when it
+passes end + gap plus the bound. An event arriving after the events around it
+were applied is still placed if that changes nothing already emitted
+(`Sessionizer.apply_late`); otherwise it is dead-lettered as `late_event`.
+"""
+import time
+from typing import NamedTuple, Optional
+
+import apache_beam as beam
+from apache_beam.coders import PickleCoder, VarIntCoder
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.utils.timestamp import Timestamp
+
+from sessions.events import LATE_EVENT, Event
+from sessions.sessionizer import GameSwitch, Sessionizer, Unattributed
+from transforms.dead_letters import NAMESPACE, DeadLetter, DeadLetterCounters
+
+DEAD_LETTERS = "dead_letters"
+
+
+class Delivery(NamedTuple):
+    """A parsed event with what it arrived as, kept for a late dead letter."""
+    event: Event
+    payload: bytes
+    message_id: Optional[str]
+
+
+def _ms(timestamp: Timestamp) -> int:
+    return timestamp.micros // 1000
+
+
+class _LiveSessionizer(beam.DoFn):
+    """Keyed by user_id, in the global window. Emits (result, delay seconds)
+    and late dead letters."""
+
+    PENDING = BagStateSpec("pending", PickleCoder())
+    SESSIONIZER = ReadModifyWriteStateSpec("sessionizer", PickleCoder())
+    APPLIED_UNTIL = ReadModifyWriteStateSpec("applied_until", VarIntCoder())
+    SEEN = ReadModifyWriteStateSpec("seen", PickleCoder())
+    WAKE_AT = ReadModifyWriteStateSpec("wake_at", VarIntCoder())
+    FLUSH = TimerSpec("flush", TimeDomain.WATERMARK)
+
+    def __init__(self, gap_ms: int, max_disorder_ms: int, dedupe_horizon_ms: int, clock=time.time):
+        self._gap_ms = gap_ms
+        # An event at t is applied once the watermark is strictly past
+        # t + disorder, so one arriving exactly `disorder` behind a watermark
+        # that has just fired a timer is still in time.
+        self._hold_ms = max_disorder_ms + 1
+        # Event ids are remembered this long behind the applied frontier: a
+        # redelivery older than that is indistinguishable from a late event.
+        self._dedupe_horizon_ms = dedupe_horizon_ms
+        self._clock = clock
+
+    def setup(self):
+        self._used = Metrics.counter(NAMESPACE, "events_used")
+        self._duplicates = Metrics.counter(NAMESPACE, "duplicate_event")
+        self._unattributed = Metrics.counter(NAMESPACE, "unattributed_event")
+        self._sessions = Metrics.counter(NAMESPACE, "sessions_ended")
+        self._switches = Metrics.counter(NAMESPACE, "game_switches")
+        self._dead = DeadLetterCounters()
+
+    def process(self, keyed_delivery,
+                pending=beam.DoFn.StateParam(PENDING),
+                sessionizer_state=beam.DoFn.StateParam(SESSIONIZER),
+                applied_until=beam.DoFn.StateParam(APPLIED_UNTIL),
+                seen_state=beam.DoFn.StateParam(SEEN),
+                wake_at=beam.DoFn.StateParam(WAKE_AT),
+                flush=beam.DoFn.TimerParam(FLUSH)):
+        user_id, delivery = keyed_delivery
+        event = delivery.event
+        seen = seen_state.read() or {}
+        if event.event_id in seen:
+            self._duplicates.inc()
+            return
+        seen[event.event_id] = event.occurred_at
+        seen_state.write(seen)
+
+        frontier = applied_until.read()
+        if frontier is not None and event.occurred_at <= frontier:
+            sessionizer = sessionizer_state.read() or Sessionizer(user_id, self._gap_ms)
+            placed = sessionizer.apply_late(event)
+            if placed is None:
+                self._dead.inc(LATE_EVENT)
+                yield beam.pvalue.TaggedOutput(DEAD_LETTERS, DeadLetter(
+                    delivery.payload, LATE_EVENT,
+                    f"occurred_at {event.occurred_at} arrived after results up to {frontier} were emitted",
+                    message_id=delivery.message_id))
+                return
+            self._used.inc()
+            sessionizer_state.write(sessionizer)
+            yield from self._emit(placed)
+            return
+
+        self._used.inc()
+        pending.add(delivery)
+        due = event.occurred_at + self._hold_ms
+        current = wake_at.read()
+        if current is None or due < current:
+            wake_at.write(due)
+            flush.set(Timestamp(micros=due * 1000))
+
+    @on_timer(FLUSH)
+    def release(self, user_id=beam.DoFn.KeyParam, fired_at=beam.DoFn.TimestampParam,
+                pending=beam.DoFn.StateParam(PENDING),
+                sessionizer_state=beam.DoFn.StateParam(SESSIONIZER),
+                applied_until=beam.DoFn.StateParam(APPLIED_UNTIL),
+                seen_state=beam.DoFn.StateParam(SEEN),
+                wake_at=beam.DoFn.StateParam(WAKE_AT),
+                flush=beam.DoFn.TimerParam(FLUSH)):
+        frontier = _ms(fired_at) - self._hold_ms
+        waiting = list(pending.read())
+        ready = sorted((d.event for d in waiting if d.event.occurred_at <= frontier), key=Event.fold_order.fget)
+        held = [d for d in waiting if d.event.occurred_at > frontier]
+        sessionizer = sessionizer_state.read() or Sessionizer(user_id, self._gap_ms)
+        for event in ready:
+            yield from self._emit(sessionizer.apply(event))
+        yield from self._emit(sessionizer.advance_to(frontier))
+
+        previous = applied_until.read()
+        applied_until.write(frontier if previous is None else max(previous, frontier))
+        sessionizer_state.write(sessionizer)
+        pending.clear()
+        for delivery in held:
+            pending.add(delivery)
+        seen = seen_state.read() or {}
+        horizon = frontier - self._dedupe_horizon_ms
+        seen_state.write({eid: t for eid, t in seen.items() if t >= horizon})
+
+        wakes = [d.event.occurred_at + self._hold_ms for d in held]
+        if sessionizer.closes_at is not None:
+            wakes.append(sessionizer.closes_at + self._hold_ms)
+        if wakes:
+            wake_at.write(min(wakes))
+            flush.set(Timestamp(micros=min(wakes) * 1000))
+        else:
+            wake_at.clear()
+
+    def _emit(self, results):
+        now_ms = int(self._clock() * 1000)
+        for result in results:
+            if isinstance(result, Unattributed):
+                self._unattributed.inc()
+                continue
+            (self._switches if isinstance(result, GameSwitch) else self._sessions).inc()
+            yield result, max(0, (now_ms - result.event_ts) // 1000)
+
+
+class LiveSessions(beam.PTransform):
+    """Deliveries -> (GameSwitch | SessionEnd, delay seconds), plus late dead
+    letters under DEAD_LETTERS."""
+
+    def __init__(self, gap_seconds: int, max_disorder_seconds: int, dedupe_horizon_seconds: int = 3600,
+                 clock=time.time):
+        super().__init__()
+        self._gap_ms = gap_seconds * 1000
+        self._disorder_ms = max_disorder_seconds * 1000
+        self._dedupe_horizon_ms = max(dedupe_horizon_seconds * 1000, self._gap_ms)
+        self._clock = clock
+
+    def expand(self, deliveries):
+        return (
+            deliveries
+            | "ByUser" >> beam.Map(lambda d: (d.event.user_id, d))
+            | "Sessionize" >> beam.ParDo(_LiveSessionizer(
+                self._gap_ms, self._disorder_ms, self._dedupe_horizon_ms, self._clock)).with_outputs(
+                    DEAD_LETTERS, main="sessions"))
