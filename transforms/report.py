@@ -23,7 +23,7 @@ import schemas
 from sessions.reports import (CENT, REPORTS, REPORTS_BY_NAME, TOP_GAMES, TOP_GAMES_REPORT, Column, Player, Report,
                               SessionFacts, ValueTiers, day_rows, game_row, game_sessions, session_facts, sort_key,
                               top_games)
-from transforms.write import _write_atomically
+from transforms.write import write_atomically
 
 NAMESPACE = "session_report"
 
@@ -177,7 +177,7 @@ class _WriteReport(beam.DoFn):
         marker = hashlib.sha256(body).digest()[:16]
         for fmt, data in (("csv", body), ("avro", avro_bytes(report, rows, marker))):
             path = FileSystems.join(self._output_dir, f"{name}.{fmt}")
-            _write_atomically(path, data)
+            write_atomically(path, data)
             yield path
 
 

@@ -1,0 +1,303 @@
+"""Renders the sessions dashboard from the report job's tidy CSVs: one
+self-contained HTML page, charts as inline SVG drawn here, no script and
+nothing fetched, so it opens offline and from a bucket alike.
+
+    python -m tools.dashboard REPORT_DIR      # writes REPORT_DIR/dashboard.html
+
+`pipelines.session_report` calls `write_dashboard` at the end of every run.
+"""
+import argparse
+import csv
+import html
+import io
+import math
+from dataclasses import dataclass
+from datetime import date
+from typing import Dict, List, Sequence, Tuple
+
+from apache_beam.io.filesystems import FileSystems
+
+from sessions.reports import (BETS_PER_SESSION, GAMES_PER_SESSION, NEW_USERS, REPORTS, SESSION_LENGTH,
+                              SESSIONS_PER_USER, TOP_GAMES_REPORT, VALUE_TIERS)
+from transforms.write import write_atomically
+
+DASHBOARD = "dashboard.html"
+
+# Plot geometry, in SVG user units (the SVG scales to its card).
+WIDTH, HEIGHT = 640, 290
+LEFT, RIGHT, TOP, BOTTOM = 60, 60, 14, 40
+MAX_DAY_LABELS = 10
+MAX_BAR_WIDTH = 56  # a few days would otherwise give slabs
+
+BLUE, ORANGE, GREEN = "#4c78a8", "#e8710a", "#2ca02c"
+TIER_COLOURS = {  # (bars: players, line: sessions per player) in one hue per tier
+    "Top": ("#9ecae9", "#1f5f99"), "High": ("#ffc58f", "#c95a00"),
+    "Medium": ("#a8dba0", "#2b8a2b"), "Low": ("#d7b8e8", "#7b3fa0"),
+}
+
+
+@dataclass(frozen=True)
+class Series:
+    label: str
+    values: Tuple[float, ...]  # one per day
+    kind: str  # "bar" or "line"
+    axis: str  # "left" or "right"
+    colour: str
+
+
+@dataclass(frozen=True)
+class Chart:
+    key: str
+    title: str
+    what: str  # the definition, one line
+    days: Tuple[str, ...]
+    series: Tuple[Series, ...]
+
+
+def read_report(report_dir: str, name: str) -> List[dict]:
+    with FileSystems.open(FileSystems.join(report_dir, f"{name}.csv")) as f:
+        return list(csv.DictReader(io.StringIO(f.read().decode("utf-8"))))
+
+
+# ---------------------------------------------------------------- SVG
+
+def axis_ticks(highest: float) -> Tuple[float, ...]:
+    """0 up to the first round tick at or above `highest`, 3 to 6 steps of
+    1, 2 or 5 times a power of ten."""
+    if highest <= 0:
+        return 0.0, 1.0
+    power = 10 ** math.floor(math.log10(highest / 4))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power * 5 >= highest)
+    return tuple(step * i for i in range(math.ceil(highest / step - 1e-9) + 1))
+
+
+def _tick_label(value: float) -> str:
+    if value >= 10_000:
+        return f"{value / 1000:g}k"
+    return f"{value:g}"
+
+
+def _value_label(value: float) -> str:
+    return f"{value:,.2f}".rstrip("0").rstrip(".")
+
+
+def _day_label(day: str) -> str:
+    return date.fromisoformat(day).strftime("%b %d")
+
+
+def chart_svg(chart: Chart) -> str:
+    days, width = chart.days, WIDTH
+    plot_w, plot_h = width - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    if not days:
+        return (f'<svg class="chart" viewBox="0 0 {width} {HEIGHT}" role="img"><text x="{width / 2}" '
+                f'y="{HEIGHT / 2}" text-anchor="middle" class="empty">No sessions in the data</text></svg>')
+    ticks = {axis: axis_ticks(max((v for s in chart.series if s.axis == axis for v in s.values), default=0))
+             for axis in ("left", "right")}
+    tops = {axis: ticks[axis][-1] for axis in ticks}
+
+    def y(value: float, axis: str) -> float:
+        return TOP + plot_h - plot_h * value / tops[axis]
+
+    band = plot_w / len(days)
+    parts = [f'<svg class="chart" id="{chart.key}" viewBox="0 0 {width} {HEIGHT}" role="img" '
+             f'aria-label="{html.escape(chart.title)}">']
+    for axis, x, anchor in (("left", LEFT - 6, "end"), ("right", LEFT + plot_w + 6, "start")):
+        if not any(s.axis == axis for s in chart.series):
+            continue
+        for tick in ticks[axis]:
+            ty = y(tick, axis)
+            if axis == "left":  # gridlines follow the left axis only, or they would cross
+                parts.append(f'<line class="grid" x1="{LEFT}" x2="{LEFT + plot_w}" y1="{ty:.1f}" y2="{ty:.1f}"/>')
+            parts.append(f'<text class="tick" x="{x}" y="{ty + 4:.1f}" text-anchor="{anchor}">'
+                         f'{_tick_label(tick)}</text>')
+    label_every = math.ceil(len(days) / MAX_DAY_LABELS)
+    for i, day in enumerate(days):
+        if i % label_every == 0:
+            parts.append(f'<text class="tick" x="{LEFT + band * (i + 0.5):.1f}" y="{TOP + plot_h + 18}" '
+                         f'text-anchor="middle">{_day_label(day)}</text>')
+    bars = [s for s in chart.series if s.kind == "bar"]
+    bar_w = min(band * 0.7 / max(len(bars), 1), MAX_BAR_WIDTH)
+    for b, series in enumerate(bars):
+        for i, (day, value) in enumerate(zip(days, series.values)):
+            x = LEFT + band * i + (band - bar_w * len(bars)) / 2 + bar_w * b
+            top = y(value, series.axis)
+            parts.append(
+                f'<rect class="bar mark" data-series="{html.escape(series.label)}" data-day="{day}" '
+                f'data-value="{value}" x="{x:.1f}" y="{top:.1f}" width="{bar_w:.1f}" '
+                f'height="{TOP + plot_h - top:.1f}" fill="{series.colour}"><title>{day} · '
+                f'{html.escape(series.label)}: {_value_label(value)}</title></rect>')
+    for series in (s for s in chart.series if s.kind == "line"):
+        points = [(LEFT + band * (i + 0.5), y(v, series.axis)) for i, v in enumerate(series.values)]
+        parts.append(f'<polyline class="line" fill="none" stroke="{series.colour}" stroke-width="2.5" '
+                     f'points="{" ".join(f"{x:.1f},{py:.1f}" for x, py in points)}"/>')
+        for (x, py), day, value in zip(points, days, series.values):
+            parts.append(
+                f'<circle class="point mark" data-series="{html.escape(series.label)}" data-day="{day}" '
+                f'data-value="{value}" cx="{x:.1f}" cy="{py:.1f}" r="4" fill="{series.colour}">'
+                f'<title>{day} · {html.escape(series.label)}: {_value_label(value)}</title></circle>')
+    parts.append(f'<line class="axis" x1="{LEFT}" x2="{LEFT + plot_w}" y1="{TOP + plot_h}" y2="{TOP + plot_h}"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _legend(chart: Chart) -> str:
+    both_axes = len({s.axis for s in chart.series}) == 2
+    items = []
+    for s in chart.series:
+        swatch = "swatch bar" if s.kind == "bar" else "swatch line"
+        side = f" <small>({s.axis} axis)</small>" if both_axes else ""
+        items.append(f'<li><span class="{swatch}" style="background:{s.colour}"></span>'
+                     f'{html.escape(s.label)}{side}</li>')
+    return f'<ul class="legend">{"".join(items)}</ul>'
+
+
+def _card(number: str, chart: Chart) -> str:
+    return (f'<section class="card" data-chart="{chart.key}"><h2><span class="num">{number}</span>'
+            f'{html.escape(chart.title)}</h2><p class="what">{html.escape(chart.what)}</p>'
+            f'{_legend(chart)}{chart_svg(chart)}</section>')
+
+
+# ---------------------------------------------------------------- the page
+
+def _column(rows: Sequence[dict], name: str) -> Tuple[float, ...]:
+    return tuple(float(r[name]) for r in rows)
+
+
+def charts(reports: Dict[str, List[dict]]) -> List[Tuple[str, Chart]]:
+    length, per_user = reports[SESSION_LENGTH.name], reports[SESSIONS_PER_USER.name]
+    bets, games, new = reports[BETS_PER_SESSION.name], reports[GAMES_PER_SESSION.name], reports[NEW_USERS.name]
+
+    def days(rows):
+        return tuple(r["day"] for r in rows)
+
+    found = [
+        ("1", Chart("session_length", "Daily trend - session length (sec)",
+                    "Players with a session that day, and the median of their daily play time "
+                    "(sum of their session lengths) and of single session lengths.", days(length), (
+                        Series("Users with sessions", _column(length, "users_with_sessions"), "bar", "left", BLUE),
+                        Series("Median play time per user (s)", _column(length, "median_user_session_seconds"),
+                               "line", "right", ORANGE),
+                        Series("Median session length (s)", _column(length, "median_session_length_seconds"),
+                               "line", "right", GREEN)))),
+        ("2", Chart("sessions_per_user", "Daily trend - sessions count and session length (sec) per user",
+                    "Sessions per player that day, and a player's daily play time on average.", days(per_user), (
+                        Series("Sessions per user", _column(per_user, "avg_sessions_per_user"), "bar", "left", BLUE),
+                        Series("Session length per user (s)", _column(per_user, "avg_session_seconds_per_user"),
+                               "line", "right", ORANGE)))),
+        ("3", Chart("bets_per_session", "Daily trend - avg bet amount and avg bet count per session",
+                    "Total stake (real + bonus) and number of bets of a session, averaged over the day's sessions.",
+                    days(bets), (
+                        Series("Bet amount per session", _column(bets, "avg_stake_per_session"), "bar", "left", BLUE),
+                        Series("Bet count per session", _column(bets, "avg_bets_per_session"), "line", "right",
+                               ORANGE)))),
+        ("4", Chart("games_per_session", "Daily trend - avg of unique games count per session",
+                    "Distinct games a session had bets on, averaged over the day's sessions.", days(games), (
+                        Series("Unique games per session", _column(games, "avg_unique_games_per_session"), "bar",
+                               "left", BLUE),))),
+        ("5", Chart("new_users", "Daily trend - acquisition quality (new users)",
+                    "Players on their first day with a session in the data: sessions and play time per player.",
+                    days(new), (
+                        Series("Sessions per new user", _column(new, "avg_sessions_per_new_user"), "bar", "left",
+                               BLUE),
+                        Series("Session duration per new user (s)", _column(new, "avg_session_seconds_per_new_user"),
+                               "line", "right", ORANGE)))),
+    ]
+    for number, tiers in (("6", ("Top", "High")), ("7", ("Medium", "Low"))):
+        by_tier = {t: [r for r in reports[VALUE_TIERS.name] if r["value_tier"] == t] for t in tiers}
+        found.append((number, Chart(
+            f"value_tiers_{'_'.join(t.lower() for t in tiers)}",
+            f"Sessions per user trend - {tiers[0]} and {tiers[1]} value users",
+            "Value tier by stake over the period: Top = top 5% of players, High = next 15%, "
+            "Medium = next 30%, Low = the rest.", days(by_tier[tiers[0]]),
+            tuple(Series(f"{t}: users with sessions", _column(by_tier[t], "users_with_sessions"), "bar", "left",
+                         TIER_COLOURS[t][0]) for t in tiers)
+            + tuple(Series(f"{t}: sessions per user", _column(by_tier[t], "avg_sessions_per_user"), "line",
+                           "right", TIER_COLOURS[t][1]) for t in tiers))))
+    return found
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m {rest:02d}s"
+
+
+def games_table(rows: List[dict]) -> str:
+    body = []
+    for r in rows:
+        stickiness = float(r["stickiness_pct"])
+        body.append(
+            f'<tr class="game"><td class="n">{r["rank"]}</td><td>{html.escape(r["game_name"])}'
+            f'<small>{html.escape(r["game_id"])}</small></td><td class="n">{int(r["players"]):,}</td>'
+            f'<td class="n">{r["sessions_per_user"]}</td>'
+            f'<td class="n">{r["duration_per_user_seconds"]} <small>{_duration(float(r["duration_per_user_seconds"]))}'
+            f'</small></td><td class="stick"><span class="meter"><span style="width:{stickiness:.1f}%"></span></span>'
+            f'{stickiness:.2f}%</td></tr>')
+    if not body:
+        body.append('<tr><td colspan="6" class="empty">No sessions in the data</td></tr>')
+    return ('<table class="games"><thead><tr><th>#</th><th>Game</th><th>Players</th><th>Sessions per user</th>'
+            '<th>Duration per user (sec)</th><th>Stickiness</th></tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table>')
+
+
+STYLE = """
+body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f4f6f9;color:#1d2733}
+header{background:#1d2733;color:#fff;padding:18px 28px}header h1{margin:0;font-size:22px}
+header p{margin:4px 0 0;color:#c4ccd6}
+main{display:grid;grid-template-columns:repeat(auto-fit,minmax(620px,1fr));gap:18px;padding:18px 28px}
+.card{background:#fff;border-radius:8px;box-shadow:0 1px 3px rgba(0,0,0,.12);padding:14px 16px}
+.card.wide{grid-column:1/-1}
+h2{font-size:16px;margin:0 0 2px}.num{display:inline-block;background:#1d2733;color:#fff;border-radius:4px;
+padding:0 7px;margin-right:8px;font-size:13px}
+.what{margin:0 0 6px;color:#5a6775;font-size:12.5px}
+.legend{list-style:none;margin:0 0 4px;padding:0;display:flex;flex-wrap:wrap;gap:4px 16px;font-size:12.5px}
+.swatch{display:inline-block;width:12px;height:12px;margin-right:5px;vertical-align:-1px;border-radius:2px}
+.swatch.line{height:4px;vertical-align:3px}
+svg.chart{width:100%;height:auto;display:block}
+svg .grid{stroke:#e3e7ec}svg .axis{stroke:#8793a0}svg .tick{font-size:11px;fill:#5a6775}
+svg .empty{font-size:14px;fill:#8793a0}
+table.games{border-collapse:collapse;width:100%;font-size:13px}
+.games th{text-align:left;border-bottom:2px solid #1d2733;padding:6px 8px;white-space:nowrap}
+.games td{border-bottom:1px solid #e3e7ec;padding:5px 8px}.games tr:nth-child(even){background:#f8f9fb}
+.games td small{display:block;color:#8793a0;font-size:11px}.games .n{text-align:right}
+.games th:nth-child(n+3){text-align:right}
+.stick{white-space:nowrap;text-align:right}.meter{display:inline-block;width:90px;height:8px;background:#e3e7ec;
+border-radius:4px;margin-right:8px;vertical-align:1px;text-align:left}
+.meter span{display:block;height:100%;background:#2ca02c;border-radius:4px}
+footer{color:#8793a0;font-size:12px;padding:0 28px 24px}
+"""
+
+
+def render(reports: Dict[str, List[dict]]) -> str:
+    per_user = reports[SESSIONS_PER_USER.name]
+    days = [r["day"] for r in per_user]
+    period = f"{days[0]} to {days[-1]} ({len(days)} day{'s' if len(days) > 1 else ''})" if days else "no sessions"
+    sessions = sum(int(r["sessions"]) for r in per_user)
+    games = reports[TOP_GAMES_REPORT.name]
+    cards = "".join(_card(number, chart) for number, chart in charts(reports))
+    table = (f'<section class="card wide" data-chart="top_games"><h2><span class="num">8</span>Session length and '
+             f'retention per game - top {len(games)} games</h2><p class="what">Most players first. Per user = per '
+             f'player and day with the game; duration = time on the game\'s segments; stickiness = share of its '
+             f'players who came back to it in a later session.</p>{games_table(games)}</section>')
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Sessions dashboard</title>'
+            f'<meta name="viewport" content="width=device-width,initial-scale=1"><style>{STYLE}</style></head>'
+            f'<body><header><h1>Sessions dashboard</h1><p>{html.escape(period)} · {sessions:,} sessions · '
+            f'day = UTC date of the session start</p></header><main>{cards}{table}</main>'
+            f'<footer>From gs_game_session_ended and gs_game_session_changed; definitions in '
+            f'docs/dashboard.md. Hover a bar or point for its value.</footer></body></html>\n')
+
+
+def write_dashboard(report_dir: str) -> str:
+    reports = {r.name: read_report(report_dir, r.name) for r in REPORTS}
+    path = FileSystems.join(report_dir, DASHBOARD)
+    write_atomically(path, render(reports).encode("utf-8"))
+    return path
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("report_dir", help="output folder of pipelines.session_report")
+    print(write_dashboard(parser.parse_args(argv).report_dir))
+
+
+if __name__ == "__main__":
+    main()
