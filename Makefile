@@ -40,3 +40,32 @@ sample: venv
 
 clean:
 	rm -rf $(OUT) .pytest_cache
+
+## The sessions dashboard of the sample day: replay it (if out/sample has no Avro yet),
+## compute the reports into out/report and render out/report/dashboard.html.
+dashboard: venv
+	ls $(OUT)/sample/gs_game_session_ended/*/*.avro >/dev/null 2>&1 || \
+	    $(PY) -m pipelines.game_sessions --input=$(SAMPLE) --output_dir=$(OUT)/sample \
+	        --output_format=both --runner=DirectRunner
+	$(PY) -m pipelines.session_report --input_dir=$(OUT)/sample --output_dir=$(OUT)/report \
+	    --runner=DirectRunner
+
+## The same over a generated week (trends need more than the sample's one day): out/week/report.
+dashboard-week: venv
+	rm -rf $(OUT)/week
+	mkdir -p $(OUT)/week
+	$(PY) -m tools.generate_days --days=7 --events=4000 --output=$(OUT)/week/events.jsonl.gz
+	$(PY) -m pipelines.game_sessions --input=$(OUT)/week/events.jsonl.gz --output_dir=$(OUT)/week/replay \
+	    --output_format=avro --runner=DirectRunner
+	$(PY) -m pipelines.session_report --input_dir=$(OUT)/week/replay --output_dir=$(OUT)/week/report \
+	    --runner=DirectRunner
+
+## Headless Chromium for the dashboard tests (Debian's package).
+chromium:
+	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
+.PHONY: dashboard dashboard-week chromium
+TEST_DEPS += chromium
+# make expands a rule's prerequisites when it reads the rule, so the line
+# above cannot reach `test: $(TEST_DEPS)` further up; this rule does.
+test: chromium
