@@ -1,0 +1,307 @@
+"""A live run against Google's real Pub/Sub emulator, end to end.
+
+Starts the emulator on 127.0.0.1, the streaming job on the DirectRunner, and
+plays a generated stream of players in real time: spins every 0.2-1.5 s,
+game hopping, wins published after (and sometimes before) their bets, up to
+`disorder` of shuffling, redelivered duplicates and junk messages. Pulls the
+output topics while it plays, then replays the very same messages with the
+replay job and compares. Optionally stops the emulator mid-stream (an outage).
+
+Used by tests/test_pubsub_e2e.py and by `make latency`, which prints the
+latency figures:
+
+    python -m tools.live_scenario [--users=12] [--seconds=40] [--outage_seconds=15]
+"""
+import argparse
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from tools.pubsub_emulator import PubSubEmulator
+
+PROJECT = "projects/game-sessions-local"
+TOPICS = {name: f"{PROJECT}/topics/{name}" for name in ("events", "ended", "changed", "dead")}
+SUBSCRIPTIONS = {name: f"{PROJECT}/subscriptions/{name}-reader" for name in TOPICS}
+JOB_SUBSCRIPTION = f"{PROJECT}/subscriptions/events-job"
+GAMES = ["GATES_OF_OLYMPUS", "SWEET_BONANZA", "MAHJONG_WAYS", "BOOK_OF_DEAD"]
+
+
+@dataclass
+class Received:
+    arrived_ms: int
+    data: bytes
+    attributes: Dict[str, str]
+
+
+@dataclass
+class ScenarioResult:
+    published: List[Tuple[int, bytes]]  # (publish wall ms, body), in publish order
+    received: Dict[str, List[Received]]  # by output topic name
+    outage: Optional[Tuple[int, int]] = None  # wall ms the emulator was down
+    job_log: str = ""
+    job_alive_at_end: bool = True
+    bet_published_ms: Dict[Tuple[str, int, str], int] = field(default_factory=dict)
+
+    def latencies(self, gap_ms: int) -> Dict[str, List[float]]:
+        """Seconds from a switching bet's publish to its changed event's
+        arrival, and from end + gap to the ended event's arrival."""
+        changed, ended = [], []
+        for message in self.received["changed"]:
+            record = json.loads(message.data)
+            key = (record["user_id"], record["gs_session_end_date"], record["gs_game_new_id"])
+            if key in self.bet_published_ms:
+                changed.append((message.arrived_ms - self.bet_published_ms[key]) / 1000)
+        for message in self.received["ended"]:
+            record = json.loads(message.data)
+            ended.append((message.arrived_ms - record["gs_session_end_date"] - gap_ms) / 1000)
+        return {"changed": changed, "ended": ended}
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class _Collector(threading.Thread):
+    """Pulls an output subscription until stopped, surviving outages."""
+
+    def __init__(self, emulator: PubSubEmulator, subscription: str, sink: List[Received]):
+        super().__init__(daemon=True)
+        self._emulator, self._subscription, self._sink = emulator, subscription, sink
+        self._stop_event = threading.Event()
+
+    def run(self):
+        client = None
+        while not self._stop_event.is_set():
+            try:
+                client = client or self._emulator.subscriber()
+                response = client.pull(request={"subscription": self._subscription, "max_messages": 100},
+                                       timeout=5)
+            except Exception:  # emulator down or restarting: try again
+                client = None
+                time.sleep(0.5)
+                continue
+            arrived = _now_ms()
+            for rm in response.received_messages:
+                self._sink.append(Received(arrived, rm.message.data, dict(rm.message.attributes)))
+            if response.received_messages:
+                try:
+                    client.acknowledge(request={"subscription": self._subscription,
+                                                "ack_ids": [rm.ack_id for rm in response.received_messages]})
+                except Exception:
+                    pass
+
+    def stop(self):
+        self._stop_event.set()
+
+
+def _player_plan(rng: random.Random, users: int, seconds: float, gap_s: int, pause_window=None):
+    """(event time offset ms, event dict) for every message, unsorted."""
+    plan, n = [], 0
+    for u in range(users):
+        user = f"player-{u}"
+        t = rng.uniform(0, 2) * 1000
+        game = rng.choice(GAMES)
+        while t < seconds * 1000:
+            if pause_window and pause_window[0] - gap_s * 1000 - 1500 <= t < pause_window[1] + 1000:
+                t = pause_window[1] + 1000 + rng.uniform(0, 1500)
+                continue
+            if rng.random() < 0.08:
+                game = rng.choice([g for g in GAMES if g != game])
+            n += 1
+            bet = {"event_id": f"b{n}", "user_id": user, "event_type": "bet", "occurred_at": int(t),
+                   "game_id": game, "game_name": game.replace("_", " ").title(), "bet_amount": rng.choice(
+                       ["0.2", "0.5", "1", "2.5"]), "platform": "mobile", "client_version": "5.1.0"}
+            plan.append((int(t), bet))
+            if rng.random() < 0.4:
+                n += 1
+                win_at = int(t + rng.uniform(50, 900))
+                plan.append((win_at, {"event_id": f"w{n}", "user_id": user, "event_type": "win",
+                                      "occurred_at": win_at, "game_id": game,
+                                      "win_amount": rng.choice(["0.4", "1", "5", "12.5"])}))
+            t += rng.uniform(200, 1500)
+            if rng.random() < 0.03:
+                t += (gap_s + rng.uniform(1, 4)) * 1000  # the player takes a break: the session ends
+    return plan
+
+
+def run_scenario(work_dir: str, users: int = 12, seconds: float = 40, gap_s: int = 5, disorder_s: int = 1,
+                 outage_seconds: float = 0, seed: int = 1) -> ScenarioResult:
+    rng = random.Random(seed)
+    os.makedirs(work_dir, exist_ok=True)
+    received = {name: [] for name in ("ended", "changed", "dead")}
+    with PubSubEmulator() as emulator:
+        env = {**os.environ, "PUBSUB_EMULATOR_HOST": emulator.host}
+        _create_all(emulator)
+        job_log_path = os.path.join(work_dir, "job.log")
+        job = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.game_sessions", "--streaming", "--runner=DirectRunner",
+             f"--input_subscription={JOB_SUBSCRIPTION}", "--timestamp_attribute=event_ts",
+             f"--ended_topic={TOPICS['ended']}", f"--changed_topic={TOPICS['changed']}",
+             f"--dead_letter_topic={TOPICS['dead']}", f"--session_gap_seconds={gap_s}",
+             f"--max_disorder_seconds={disorder_s}", f"--output_dir={os.path.join(work_dir, 'live')}",
+             "--file_flush_seconds=5", "--output_format=jsonl"],
+            env=env, stdout=open(job_log_path, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        collectors = [_Collector(emulator, SUBSCRIPTIONS[name], received[name]) for name in received]
+        for c in collectors:
+            c.start()
+        result = ScenarioResult(published=[], received=received)
+        try:
+            publisher = emulator.publisher()
+            _wait_until_live(publisher, received, job)
+            received["changed"].clear()
+            received["ended"].clear()
+            _play(emulator, publisher, rng, result, users, seconds, gap_s, disorder_s, outage_seconds)
+            _keep_watermark_moving(publisher, received, result, gap_s, job)
+        finally:
+            result.job_alive_at_end = job.poll() is None
+            for c in collectors:
+                c.stop()
+            try:
+                os.killpg(job.pid, signal.SIGTERM)
+                job.wait(timeout=20)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                os.killpg(job.pid, signal.SIGKILL)
+            for c in collectors:
+                c.join(timeout=10)
+            with open(job_log_path, "rb") as f:
+                result.job_log = f.read().decode("utf-8", "replace")[-5000:]
+    return result
+
+
+def _create_all(emulator: PubSubEmulator) -> None:
+    emulator.create_subscription(TOPICS["events"], JOB_SUBSCRIPTION)
+    for name, topic in TOPICS.items():
+        emulator.create_subscription(topic, SUBSCRIPTIONS[name])
+
+
+def _publish(publisher, body: dict, attributes=True):
+    data = json.dumps(body, separators=(",", ":")).encode()
+    extra = {"event_ts": str(body["occurred_at"])} if attributes else {}
+    return data, publisher.publish(TOPICS["events"], data, **extra)
+
+
+def _wait_until_live(publisher, received, job, timeout: float = 180) -> None:
+    """Publishes a probe switch until its changed event comes back: the job is pulling."""
+    deadline = time.time() + timeout
+    n = 0
+    while time.time() < deadline:
+        if job.poll() is not None:
+            raise RuntimeError("the streaming job exited during start-up")
+        now = _now_ms()
+        for game in ("PROBE_A", "PROBE_B"):
+            n += 1
+            _publish(publisher, {"event_id": f"probe-{n}", "user_id": "probe", "event_type": "bet",
+                                 "occurred_at": now + n % 2, "game_id": game, "bet_amount": 1})[1].result(30)
+        time.sleep(2)
+        if any(json.loads(m.data)["user_id"] == "probe" for m in received["changed"]):
+            return
+    raise TimeoutError("the streaming job never answered the probe")
+
+
+def _play(emulator, publisher, rng, result: ScenarioResult, users, seconds, gap_s, disorder_s, outage_seconds):
+    start = _now_ms() + 500
+    pause = None
+    if outage_seconds:
+        pause = (int(seconds * 400), int(seconds * 400 + outage_seconds * 1000 + 5000))
+    plan = _player_plan(rng, users, seconds, gap_s, pause)
+    schedule = []
+    for offset, event in plan:
+        event = {**event, "occurred_at": start + offset}
+        # Arrival is shuffled: each message leaves up to `disorder` after it happened.
+        send_at = start + offset + rng.uniform(0, disorder_s * 1000 * 0.8)
+        schedule.append((send_at, event))
+        if rng.random() < 0.03:
+            schedule.append((send_at + rng.uniform(100, 3000), event))  # redelivery
+    for k in range(5):
+        schedule.append((start + rng.uniform(0, seconds * 1000), {"junk": k}))
+    schedule.sort(key=lambda item: item[0])
+    outage_at = start + pause[0] + 1000 if pause else None
+    futures = []
+    for send_at, event in schedule:
+        if outage_at and send_at >= outage_at:
+            down = _now_ms()
+            emulator.restart(down_seconds=outage_seconds)
+            _create_all(emulator)
+            result.outage = (down, _now_ms())
+            publisher = emulator.publisher()
+            outage_at = None
+        wait = send_at / 1000 - time.time()
+        if wait > 0:
+            time.sleep(wait)
+        if result.outage and event.get("occurred_at", 0) < result.outage[1] and "junk" not in event:
+            continue  # happened while the emulator was down: never published
+        if "junk" in event:
+            data = b'{"event_id": "junk-' + str(event["junk"]).encode() + b'", "user_id": '
+            futures.append(publisher.publish(TOPICS["events"], data))
+        else:
+            data, future = _publish(publisher, event)
+            futures.append(future)
+            if event["event_type"] == "bet":
+                result.bet_published_ms.setdefault(
+                    (event["user_id"], event["occurred_at"], event["game_id"]), _now_ms())
+        result.published.append((_now_ms(), data))
+    for future in futures:
+        try:
+            future.result(timeout=60)
+        except Exception:  # sent before the outage and lost with the emulator's memory
+            pass
+
+
+def _keep_watermark_moving(publisher, received, result, gap_s, job, timeout: float = 120) -> None:
+    """The DirectRunner moves its watermark when a pull returns; a steady
+    trickle of events the job ignores keeps it moving until every session
+    has closed."""
+    users = {json.loads(d)["user_id"] for _, d in result.published if d.startswith(b'{"event_id":"b')}
+    deadline = time.time() + timeout
+    quiet_since = None
+    n = 0
+    while time.time() < deadline and job.poll() is None:
+        n += 1
+        _publish(publisher, {"event_id": f"hb-{n}", "user_id": "heartbeat", "event_type": "heartbeat",
+                             "occurred_at": _now_ms()})
+        time.sleep(0.5)
+        ended_users = {json.loads(m.data)["user_id"] for m in received["ended"]}
+        last_published = max(t for t, _ in result.published)
+        if users <= ended_users and _now_ms() > last_published + (gap_s + 3) * 1000:
+            quiet_since = quiet_since or time.time()
+            if time.time() - quiet_since > 3:
+                return
+
+
+def percentile(values: List[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=12)
+    parser.add_argument("--seconds", type=float, default=40)
+    parser.add_argument("--gap_seconds", type=int, default=5)
+    parser.add_argument("--outage_seconds", type=float, default=0)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as work:
+        result = run_scenario(work, args.users, args.seconds, args.gap_seconds, outage_seconds=args.outage_seconds)
+    latencies = result.latencies(args.gap_seconds * 1000)
+    print(f"published {len(result.published):,} messages; received {len(result.received['changed'])} changed, "
+          f"{len(result.received['ended'])} ended, {len(result.received['dead'])} dead letters")
+    print(f"{'latency (s)':<44}{'p50':>8}{'p95':>8}{'max':>8}{'n':>6}")
+    for name, label in (("changed", "switching bet published -> changed arrives"),
+                        ("ended", "end + gap -> ended arrives")):
+        values = latencies[name]
+        if values:
+            print(f"{label:<44}{statistics.median(values):>8.2f}{percentile(values, 0.95):>8.2f}"
+                  f"{max(values):>8.2f}{len(values):>6}")
+
+
+if __name__ == "__main__":
+    main()
