@@ -69,3 +69,22 @@ TEST_DEPS += chromium
 # make expands a rule's prerequisites when it reads the rule, so the line
 # above cannot reach `test: $(TEST_DEPS)` further up; this rule does.
 test: chromium
+
+# --- Flink and Dataflow (docs/flink-dataflow.md) ------------------------------
+
+## Beam's Flink job server, fetched from Maven Central into ~/.cache/game-sessions.
+flink-jar:
+	scripts/fetch_flink_job_server.sh >/dev/null
+
+## Replay the bundled sample on an embedded Flink cluster through Beam's Flink job server.
+flink: venv flink-jar
+	rm -rf $(OUT)/flink
+	$(PY) -m pipelines.game_sessions --input=$(SAMPLE) --output_dir=$(OUT)/flink --output_format=both \
+	    --runner=FlinkRunner '--flink_master=[local]' --flink_job_server_jar=$$(scripts/fetch_flink_job_server.sh) \
+	    --environment_type=LOOPBACK --parallelism=2
+	$(PY) -m tools.show_output $(OUT)/flink
+
+.PHONY: flink-jar flink
+TEST_DEPS += flink-jar
+# `test: $(TEST_DEPS)` was read above, before this line: name the prerequisite directly too.
+test: flink-jar

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Fetches Beam's Flink job server from Maven Central into a cache outside git
+# and prints the path of a jar that `java -jar` starts, i.e. what
+# `--runner=FlinkRunner --flink_job_server_jar=PATH` expects.
+#
+#   scripts/fetch_flink_job_server.sh            # prints the jar's path
+#   FLINK_VERSION=1.19 BEAM_JAVA_VERSION=2.62.0 scripts/fetch_flink_job_server.sh
+#
+# Two ways to get it, in this order:
+#  1. Beam's own shaded jar, org.apache.beam:beam-runners-flink-F-job-server:V;
+#  2. the same job server assembled from the runner library
+#     org.apache.beam:beam-runners-flink-F:V and its dependency tree: the jars go
+#     to lib/ beside a small launcher jar whose manifest names them and the
+#     driver class. The registry this project is built against serves the
+#     library but not the shaded jar, so this is the way taken here.
+#
+# Why these default versions: the Python SDK talks to the job server over
+# Beam's portable Job and Fn APIs, which are stable across releases, so the job
+# server need not match apache-beam==2.77.0. 2.62.0 with Flink 1.19 is the
+# newest pair whose whole dependency tree the registry serves (2.77.0 is not
+# published for Java there; for 2.70.0 beam-runners-java-job-service is
+# missing; no Flink 1.20/2.x runner is served). tests/test_flink.py proves the
+# pair gives the DirectRunner's records.
+set -euo pipefail
+
+FLINK_VERSION="${FLINK_VERSION:-1.19}"
+BEAM_JAVA_VERSION="${BEAM_JAVA_VERSION:-2.62.0}"
+# The job server logs through SLF4J; without a binding it says nothing at all,
+# not even why a job failed. Must match the slf4j-api in the runner's tree.
+SLF4J_VERSION="${SLF4J_VERSION:-1.7.30}"
+CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/game-sessions/flink-job-server"
+
+name="beam-runners-flink-${FLINK_VERSION}-job-server-${BEAM_JAVA_VERSION}"
+target="$CACHE_DIR/$name/$name.jar"
+
+if [[ -s "$target" ]]; then
+    echo "$target"
+    exit 0
+fi
+
+for tool in mvn java jar; do
+    command -v "$tool" >/dev/null || {
+        echo "fetch_flink_job_server: '$tool' is not installed (needs a JDK 11+ and Maven)" >&2
+        exit 1
+    }
+done
+
+mkdir -p "$CACHE_DIR"
+work="$(mktemp -d "$CACHE_DIR/.fetch-XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+log="$work/mvn.log"
+# Built in $work and renamed into place: an interrupted fetch leaves no half
+# job server behind for the next run to trust.
+staging="$work/$name"
+mkdir -p "$staging"
+
+echo "fetch_flink_job_server: fetching the Flink $FLINK_VERSION job server of Beam $BEAM_JAVA_VERSION into $CACHE_DIR" >&2
+
+fetch_shaded_jar() {
+    mvn -B -q dependency:copy \
+        -Dartifact="org.apache.beam:beam-runners-flink-${FLINK_VERSION}-job-server:${BEAM_JAVA_VERSION}:jar" \
+        -DoutputDirectory="$staging" >>"$log" 2>&1
+}
+
+assemble_from_library() {
+    cat >"$work/pom.xml" <<EOF
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>game-sessions</groupId>
+  <artifactId>flink-job-server</artifactId>
+  <version>${BEAM_JAVA_VERSION}</version>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.beam</groupId>
+      <artifactId>beam-runners-flink-${FLINK_VERSION}</artifactId>
+      <version>${BEAM_JAVA_VERSION}</version>
+    </dependency>
+    <dependency>
+      <groupId>org.slf4j</groupId>
+      <artifactId>slf4j-jdk14</artifactId>
+      <version>${SLF4J_VERSION}</version>
+    </dependency>
+  </dependencies>
+</project>
+EOF
+    mvn -B -q -f "$work/pom.xml" dependency:copy-dependencies -DincludeScope=runtime \
+        -DoutputDirectory="$staging/lib" >>"$log" 2>&1 || return 1
+    # Class-Path entries are relative to the launcher jar. One entry per
+    # continuation line (it starts with a space; the second space separates
+    # entries) keeps every line under the manifest reader's length limit.
+    {
+        echo "Main-Class: org.apache.beam.runners.flink.FlinkJobServerDriver"
+        echo "Class-Path: "
+        for lib in "$staging"/lib/*.jar; do
+            echo "  lib/$(basename "$lib")"
+        done
+    } >"$work/MANIFEST.MF"
+    jar --create --file "$staging/$name.jar" --manifest "$work/MANIFEST.MF"
+}
+
+if ! fetch_shaded_jar; then
+    echo "fetch_flink_job_server: no shaded job-server jar for these versions; assembling it from beam-runners-flink-${FLINK_VERSION}" >&2
+    if ! assemble_from_library; then
+        echo "fetch_flink_job_server: Maven could not resolve beam-runners-flink-${FLINK_VERSION}:${BEAM_JAVA_VERSION}; last lines of its log:" >&2
+        grep -E 'ERROR|Could not' "$log" | head -5 >&2
+        echo "fetch_flink_job_server: set FLINK_VERSION / BEAM_JAVA_VERSION to a pair Maven Central serves" >&2
+        exit 1
+    fi
+fi
+
+rm -rf "$CACHE_DIR/$name"
+mv "$staging" "$CACHE_DIR/$name"
+echo "$target"
