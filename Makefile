@@ -88,3 +88,28 @@ flink: venv flink-jar
 TEST_DEPS += flink-jar
 # `test: $(TEST_DEPS)` was read above, before this line: name the prerequisite directly too.
 test: flink-jar
+
+# Dataflow settings come from the environment: PROJECT, REGION, BUCKET (a bucket
+# name, no gs://), INPUT (gs:// glob) for `make dataflow`, TEMPLATE_IMAGE
+# (REGION-docker.pkg.dev/PROJECT/REPOSITORY/game-sessions:TAG) for `make flex-template`.
+DATAFLOW_OUTPUT ?= gs://$(BUCKET)/game-sessions/replay
+TEMPLATE_PATH ?= gs://$(BUCKET)/templates/game-sessions.json
+# $(call require,NAMES,TARGET): stop before running anything if a setting is empty.
+require = $(foreach name,$(1),$(if $(strip $($(name))),,$(error $(name) is not set: `make $(2)` needs $(1); see docs/flink-dataflow.md)))
+
+## Replay INPUT on Dataflow into DATAFLOW_OUTPUT (workers install this package from setup.py).
+dataflow: venv
+	$(call require,PROJECT REGION BUCKET INPUT,dataflow)
+	$(PY) -m pipelines.game_sessions --runner=DataflowRunner --project=$(PROJECT) --region=$(REGION) \
+	    --temp_location=gs://$(BUCKET)/tmp --staging_location=gs://$(BUCKET)/staging --setup_file=./setup.py \
+	    '--input=$(INPUT)' --output_dir=$(DATAFLOW_OUTPUT) --output_format=avro
+
+## Build the Flex Template: the launcher image with Cloud Build (Dockerfile), the spec at TEMPLATE_PATH.
+flex-template:
+	$(call require,PROJECT REGION BUCKET TEMPLATE_IMAGE,flex-template)
+	@command -v gcloud >/dev/null || { echo "make flex-template: needs the gcloud CLI" >&2; exit 1; }
+	gcloud builds submit --project=$(PROJECT) --region=$(REGION) --tag=$(TEMPLATE_IMAGE) .
+	gcloud dataflow flex-template build $(TEMPLATE_PATH) --project=$(PROJECT) --image=$(TEMPLATE_IMAGE) \
+	    --sdk-language=PYTHON --metadata-file=metadata.json
+
+.PHONY: dataflow flex-template

@@ -19,8 +19,8 @@
 # server need not match apache-beam==2.77.0. 2.62.0 with Flink 1.19 is the
 # newest pair whose whole dependency tree the registry serves (2.77.0 is not
 # published for Java there; for 2.70.0 beam-runners-java-job-service is
-# missing; no Flink 1.20/2.x runner is served). tests/test_flink.py proves the
-# pair gives the DirectRunner's records.
+# missing; no Flink 1.20/2.x runner is served). tests/test_flink.py runs the
+# replay through it.
 set -euo pipefail
 
 FLINK_VERSION="${FLINK_VERSION:-1.19}"
@@ -48,7 +48,6 @@ done
 mkdir -p "$CACHE_DIR"
 work="$(mktemp -d "$CACHE_DIR/.fetch-XXXXXX")"
 trap 'rm -rf "$work"' EXIT
-log="$work/mvn.log"
 # Built in $work and renamed into place: an interrupted fetch leaves no half
 # job server behind for the next run to trust.
 staging="$work/$name"
@@ -59,7 +58,7 @@ echo "fetch_flink_job_server: fetching the Flink $FLINK_VERSION job server of Be
 fetch_shaded_jar() {
     mvn -B -q dependency:copy \
         -Dartifact="org.apache.beam:beam-runners-flink-${FLINK_VERSION}-job-server:${BEAM_JAVA_VERSION}:jar" \
-        -DoutputDirectory="$staging" >>"$log" 2>&1
+        -DoutputDirectory="$staging" >"$work/shaded.log" 2>&1
 }
 
 assemble_from_library() {
@@ -84,7 +83,7 @@ assemble_from_library() {
 </project>
 EOF
     mvn -B -q -f "$work/pom.xml" dependency:copy-dependencies -DincludeScope=runtime \
-        -DoutputDirectory="$staging/lib" >>"$log" 2>&1 || return 1
+        -DoutputDirectory="$staging/lib" >"$work/assemble.log" 2>&1 || return 1
     # Class-Path entries are relative to the launcher jar. One entry per
     # continuation line (it starts with a space; the second space separates
     # entries) keeps every line under the manifest reader's length limit.
@@ -101,8 +100,8 @@ EOF
 if ! fetch_shaded_jar; then
     echo "fetch_flink_job_server: no shaded job-server jar for these versions; assembling it from beam-runners-flink-${FLINK_VERSION}" >&2
     if ! assemble_from_library; then
-        echo "fetch_flink_job_server: Maven could not resolve beam-runners-flink-${FLINK_VERSION}:${BEAM_JAVA_VERSION}; last lines of its log:" >&2
-        grep -E 'ERROR|Could not' "$log" | head -5 >&2
+        echo "fetch_flink_job_server: Maven could not resolve beam-runners-flink-${FLINK_VERSION}:${BEAM_JAVA_VERSION}:" >&2
+        grep -m3 -E 'Could not|Failed to' "$work/assemble.log" >&2
         echo "fetch_flink_job_server: set FLINK_VERSION / BEAM_JAVA_VERSION to a pair Maven Central serves" >&2
         exit 1
     fi
