@@ -6,6 +6,7 @@
 `sessions.records` with exactly these fields, in this order.
 """
 import json
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
@@ -37,6 +38,19 @@ def avro_schema(event_type: str) -> dict:
 
 def field_names(event_type: str) -> tuple:
     return tuple(f["name"] for f in json.loads(avsc_path(event_type).read_text())["fields"])
+
+
+@lru_cache(maxsize=None)
+def decimal_fields(event_type: str) -> frozenset:
+    return frozenset(f["name"] for f in json.loads(avsc_path(event_type).read_text())["fields"]
+                     if isinstance(f["type"], dict) and f["type"].get("logicalType") == "decimal")
+
+
+def avro_record(event_type: str, record: dict) -> dict:
+    """A record read back from its JSON line, with its amounts as the
+    Decimals the Avro decimal type takes (JSON renders 3200.0 as 3200)."""
+    decimals = decimal_fields(event_type)
+    return {k: Decimal(v) if k in decimals else v for k, v in record.items()}
 
 
 def bigquery_schema(event_type: str) -> list:

@@ -117,11 +117,15 @@ def validate_event(obj: Mapping[str, Any], strict_event_types: bool = False) -> 
 
     event_id = _identifier(obj, "event_id", 256)
     user_id = _identifier(obj, "user_id", 128)
-    occurred_at = _occurred_at(obj.get("occurred_at"))
+    occurred_at = obj.get("occurred_at")
+    if type(occurred_at) is not int or not MIN_OCCURRED_AT_MS <= occurred_at < MAX_OCCURRED_AT_MS:
+        occurred_at = _occurred_at(occurred_at)
     game_id = _identifier(obj, "game_id", 256, required=event_type in _GAME_EVENT_TYPES)
 
-    bet, bet_bonus, win, win_bonus = (
-        _amount(obj, f) for f in ("bet_amount", "bet_bonus_amount", "win_amount", "win_bonus_amount"))
+    bet = _amount(obj, "bet_amount")
+    bet_bonus = _amount(obj, "bet_bonus_amount")
+    win = _amount(obj, "win_amount")
+    win_bonus = _amount(obj, "win_bonus_amount")
     bet_data = _total(bet, bet_bonus)
     win_data = _total(win, win_bonus)
     stake = payout = None
@@ -146,15 +150,17 @@ def validate_event(obj: Mapping[str, Any], strict_event_types: bool = False) -> 
             raise InvalidEvent(MISSING_FIELD, "a win_rollback needs win_amount or win_bonus_amount")
         payout = win_data
 
-    return Event(
-        user_id=user_id, event_id=event_id, event_type=event_type, occurred_at=occurred_at,
-        game_id=game_id, game_name=_text(obj, "game_name"), stake=stake, payout=payout,
-        platform=_text(obj, "platform"), client_version=_text(obj, "client_version"),
-        currency=_text(obj, "currency"))
+    return Event(user_id, event_id, event_type, occurred_at, game_id, _text(obj, "game_name"), stake, payout,
+                 _text(obj, "platform"), _text(obj, "client_version"), _text(obj, "currency"))
 
+
+# The hot paths below test the common shape first (an ASCII string, a plain
+# decimal string): validation is most of a replay's CPU time.
 
 def _identifier(obj, field, max_len, required=True) -> Optional[str]:
     value = obj.get(field)
+    if type(value) is str and 0 < len(value) <= max_len and value.isascii():
+        return value
     if value is None:
         if required:
             raise InvalidEvent(MISSING_FIELD, f"{field} is required")
@@ -170,8 +176,8 @@ def _identifier(obj, field, max_len, required=True) -> Optional[str]:
 
 def _text(obj, field) -> Optional[str]:
     value = obj.get(field)
-    if value is None:
-        return None
+    if value is None or (type(value) is str and value.isascii()):
+        return value
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise InvalidEvent(INVALID_FIELD, f"{field} must be a string")
     return _unicode(field, str(value))
@@ -192,6 +198,10 @@ def _amount(obj, field) -> Optional[Decimal]:
     value = obj.get(field)
     if value is None:
         return None
+    if type(value) is str and _PLAIN_AMOUNT.fullmatch(value):
+        amount = Decimal(value)
+        if amount < AMOUNT_LIMIT:
+            return amount if amount else _ZERO
     if isinstance(value, bool):
         raise InvalidEvent(INVALID_FIELD, f"{field} must be a number, not a boolean")
     try:
@@ -220,10 +230,17 @@ def _amount(obj, field) -> Optional[Decimal]:
     return amount if amount else Decimal(0)  # -0 becomes 0
 
 
+# Digits with at most the allowed fraction digits: valid by construction.
+_PLAIN_AMOUNT = re.compile(r"\d{1,20}(?:\.\d{0,%d})?" % AMOUNT_MAX_FRACTION_DIGITS)
+_ZERO = Decimal(0)
+
+
 def _total(real: Optional[Decimal], bonus: Optional[Decimal]) -> Optional[Decimal]:
-    if real is None and bonus is None:
-        return None
-    return EXACT.add(real or 0, bonus or 0)
+    if bonus is None:
+        return real
+    if real is None:
+        return bonus
+    return EXACT.add(real, bonus)
 
 
 _RFC3339 = re.compile(

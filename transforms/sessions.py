@@ -14,7 +14,10 @@ each batch of parsed events is pre-merged first: a user's bets that already
 form a run are sent as one fragment with the run's window, carrying the events
 it covers. Beam merges fragments exactly as it would merge their events.
 """
+import pickle
+import zlib
 from collections import defaultdict
+from decimal import Decimal
 from typing import Iterable, List, Tuple
 
 import apache_beam as beam
@@ -27,7 +30,27 @@ from sessions.events import Event
 from sessions.sessionizer import GameSwitch, Sessionizer, Unattributed, first_copies
 from transforms.dead_letters import NAMESPACE
 
-Fragment = Tuple[str, list]  # (user_id, [(arrival, Event), ...])
+# A fragment crosses the shuffle as one compressed blob of primitive tuples:
+# pickling Event namedtuples with Decimals one by one cost more than all the
+# session logic, and the DirectRunner holds a batch shuffle in memory.
+Fragment = Tuple[str, bytes]
+
+
+def _encode(items) -> bytes:
+    return zlib.compress(pickle.dumps([
+        (arrival, e.event_id, e.event_type, e.occurred_at, e.game_id, e.game_name,
+         None if e.stake is None else str(e.stake), None if e.payout is None else str(e.payout),
+         e.platform, e.client_version, e.currency)
+        for arrival, e in items], protocol=pickle.HIGHEST_PROTOCOL), 1)
+
+
+def _decode(user_id: str, blob: bytes):
+    return [
+        (arrival, Event(user_id, event_id, event_type, occurred_at, game_id, game_name,
+                        None if stake is None else Decimal(stake), None if payout is None else Decimal(payout),
+                        platform, client_version, currency))
+        for arrival, event_id, event_type, occurred_at, game_id, game_name, stake, payout, platform,
+        client_version, currency in pickle.loads(zlib.decompress(blob))]
 
 
 def _micros(ms: int) -> Timestamp:
@@ -75,7 +98,7 @@ def _fold_order(arrival_event):
 def _windowed(user_id, items, start_ms, end_ms, point=False) -> WindowedValue:
     start = _micros(start_ms)
     end = _micros(start_ms + 1 if point else end_ms)
-    return WindowedValue((user_id, items), start, (window.IntervalWindow(start, end),))
+    return WindowedValue((user_id, _encode(items)), start, (window.IntervalWindow(start, end),))
 
 
 class _CloseSessions(beam.DoFn):
@@ -95,7 +118,7 @@ class _CloseSessions(beam.DoFn):
 
     def process(self, user_fragments):
         user_id, fragments = user_fragments
-        events, duplicates = first_copies(item for fragment in fragments for item in fragment)
+        events, duplicates = first_copies(item for blob in fragments for item in _decode(user_id, blob))
         self._used.inc(len(events))
         self._duplicates.inc(duplicates)
         events.sort(key=Event.fold_order.fget)
@@ -123,7 +146,7 @@ class ReplaySessions(beam.PTransform):
         return (
             batches
             | "SessionWindows" >> beam.WindowInto(window.Sessions(self._gap_seconds))
-            | "PreMerge" >> beam.ParDo(_PreMergeFragments(gap_ms)).with_output_types(Tuple[str, list])
+            | "PreMerge" >> beam.ParDo(_PreMergeFragments(gap_ms)).with_output_types(Fragment)
             | "MergeSessions" >> beam.GroupByKey()
             | "CloseSessions" >> beam.ParDo(_CloseSessions(gap_ms))
             | "BackToGlobalWindow" >> beam.WindowInto(window.GlobalWindows()))

@@ -17,24 +17,25 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms import trigger, window
 
 import schemas
-from sessions.records import partition_date, to_json
+from sessions.records import from_json, partition_date, to_json
 from transforms.dead_letters import NAMESPACE
 
 AVRO, JSONL = "avro", "jsonl"
 OUTPUT_FORMATS = {"avro": (AVRO,), "jsonl": (JSONL,), "both": (AVRO, JSONL)}
 
-# (table, dt partition or None, record)
-TableRow = Tuple[str, Optional[str], dict]
+# (table, dt partition or None, the record as a JSON line). Rows cross the
+# shuffle rendered: a dict of Decimals would be pickled value by value.
+TableRow = Tuple[str, Optional[str], str]
 
 
 def session_rows(result_delay) -> TableRow:
     """(GameSwitch | SessionEnd, delay) -> the row of its table."""
     result, delay_seconds = result_delay
-    return result.event_type, partition_date(result.partition_ms), result.record(delay_seconds)
+    return result.event_type, partition_date(result.partition_ms), to_json(result.record(delay_seconds))
 
 
 def dead_letter_rows(dead_letter) -> TableRow:
-    return schemas.DEAD_LETTER, None, dead_letter.to_record()
+    return schemas.DEAD_LETTER, None, dead_letter.to_json()
 
 
 class _WriteGroup(beam.DoFn):
@@ -46,9 +47,9 @@ class _WriteGroup(beam.DoFn):
         self._files = Metrics.counter(NAMESPACE, "files_written")
 
     def process(self, group) -> Iterable[str]:
-        (table, partition), records = group
-        lines = sorted(((to_json(r), r) for r in records), key=lambda line_record: line_record[0])
-        body = "".join(line + "\n" for line, _ in lines).encode("utf-8")
+        (table, partition), lines = group
+        lines = sorted(lines)
+        body = "".join(line + "\n" for line in lines).encode("utf-8")
         digest = hashlib.sha256(body).hexdigest()
         folder = FileSystems.join(self._output_dir, table, *([f"dt={partition}"] if partition else []))
         formats = (JSONL,) if table == schemas.DEAD_LETTER else self._formats
@@ -57,7 +58,8 @@ class _WriteGroup(beam.DoFn):
                 data = body
             else:
                 buffer = io.BytesIO()
-                fastavro.writer(buffer, schemas.avro_schema(table), [r for _, r in lines],
+                records = (schemas.avro_record(table, from_json(line)) for line in lines)
+                fastavro.writer(buffer, schemas.avro_schema(table), records,
                                 codec="deflate", sync_marker=bytes.fromhex(digest[:32]))
                 data = buffer.getvalue()
             path = FileSystems.join(folder, f"part-{digest[:24]}.{fmt}")

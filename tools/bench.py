@@ -1,0 +1,100 @@
+"""Replay benchmark: wall time, events/s and peak memory of the full job
+(validation, dedupe, sessions, switches, Avro out) on generated days.
+
+Days are generated once with the project's generator and cached outside git.
+Peak RSS is sampled over the whole process tree, the DirectRunner's worker
+processes included.
+
+    python -m tools.bench [--sizes=250000,1000000] [--workers=2]
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List
+
+from tools.generate_events import generate, write
+
+CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "game-sessions", "bench")
+
+
+def cached_day(events: int) -> str:
+    path = os.path.join(CACHE, f"day-{events}.jsonl")
+    if not os.path.exists(path):
+        os.makedirs(CACHE, exist_ok=True)
+        write(path + ".partial", generate(events, seed=1))
+        os.replace(path + ".partial", path)
+    return path
+
+
+def _tree_rss_kib(root: int) -> Dict[int, int]:
+    """RSS of `root` and all its descendants, by pid."""
+    children: Dict[int, List[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    rss, stack = {}, [root]
+    while stack:
+        pid = stack.pop()
+        stack.extend(children.get(pid, []))
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        rss[pid] = int(line.split()[1])
+        except OSError:
+            continue
+    return rss
+
+
+def run_once(path: str, extra: List[str]) -> dict:
+    out = tempfile.mkdtemp(prefix="bench-out-")
+    try:
+        command = [sys.executable, "-m", "pipelines.game_sessions", f"--input={path}", f"--output_dir={out}",
+                   "--output_format=avro", *extra]
+        started = time.monotonic()
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        peak_total = peak_single = 0
+        while process.poll() is None:
+            rss = _tree_rss_kib(process.pid)
+            peak_total = max(peak_total, sum(rss.values()))
+            peak_single = max(peak_single, max(rss.values(), default=0))
+            time.sleep(0.1)
+        wall = time.monotonic() - started
+        output = process.stdout.read().decode()
+        if process.returncode != 0:
+            raise RuntimeError(f"the replay failed:\n{output[-3000:]}")
+        read = int(next(line for line in output.splitlines() if "events read" in line).split()[-1].replace(",", ""))
+        return {"events": read, "wall": wall, "rate": read / wall, "rss_total": peak_total / 1024,
+                "rss_single": peak_single / 1024}
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="250000,1000000", help="comma-separated event counts")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="DirectRunner worker processes (multi_processing); 1 runs in-process")
+    args = parser.parse_args(argv)
+    extra = ["--runner=DirectRunner"]
+    if args.workers > 1:
+        extra += ["--direct_running_mode=multi_processing", f"--direct_num_workers={args.workers}"]
+    print(f"replay benchmark, DirectRunner, {args.workers} worker(s), Avro out; days cached in {CACHE}")
+    print(f"{'events':>10} {'wall s':>8} {'events/s':>10} {'peak RSS MB (all processes)':>28} {'largest process':>16}")
+    for size in (int(s) for s in args.sizes.split(",")):
+        result = run_once(cached_day(size), extra)
+        print(f"{result['events']:>10,} {result['wall']:>8.1f} {result['rate']:>10,.0f} "
+              f"{result['rss_total']:>28,.0f} {result['rss_single']:>16,.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
