@@ -22,7 +22,7 @@ from tests.helpers import (CHANGED, DEAD, ENDED, avro_records, dumps, expected_f
 from tests.reference import canonical, dedupe, expected_records
 from tools.generate_events import generate
 from transforms.read import DEAD_LETTERS, ReadEvents
-from transforms.sessions import ReplaySessions, _CloseSessions, _PreMergeFragments
+from transforms.sessions import ReplaySessions, _CloseSessions, _decode, _encode, _PreMergeFragments
 
 T0 = 1767731000000
 GAP_MS = 300_000
@@ -66,7 +66,7 @@ def test_pre_merge_gives_bets_their_run_window_and_loners_a_point_window():
               [ev(1, 0), ev(2, 100_000), ev(3, 200_000, "win"), ev(4, 100_000 + GAP_MS + 5, "win"), ev(5, 900_000)]]
     out = list(_PreMergeFragments(GAP_MS).process([(("f", i), e) for i, e in enumerate(events)]))
     windows = sorted((wv.windows[0].start.micros // 1000 - T0, wv.windows[0].end.micros - wv.windows[0].start.micros,
-                [e.event_id for _, e in wv.value[1]]) for wv in out)
+                [e.event_id for _, e in _decode("u1", wv.value[1])]) for wv in out)
     assert windows == [
         (0, (100_000 + GAP_MS) * 1000, ["e1", "e2", "e3"]),
         (100_000 + GAP_MS + 5, 1000, ["e4"]),  # a win after the gap: alone, in a 1 ms point window
@@ -79,7 +79,7 @@ def test_close_sessions_counts_duplicates_and_applies_the_rules():
     switch = parse_event(dumps(ev(2, 1000, game="B")).encode())
     fn = _CloseSessions(GAP_MS)
     fn.setup()
-    results = list(fn.process(("u1", [[(("f", 2), bet), (("f", 3), switch)], [(("f", 1), bet)]])))
+    results = list(fn.process(("u1", [_encode([(("f", 2), bet), (("f", 3), switch)]), _encode([(("f", 1), bet)])])))
     assert [type(r) for r, _ in results] == [GameSwitch, SessionEnd]
     assert [d for _, d in results] == [0, 300]
 
