@@ -40,9 +40,9 @@ def stream_of(steps):
             stream.advance_watermark_to(Timestamp(micros=(T0 + step) * 1000))
             watermark = step
     # The Python DirectRunner ends without firing timers when the watermark
-    # jumps to infinity, so first let every session close.
+    # jumps to infinity, so first let every session close (any gap < 1 day).
     last = max(s.event.occurred_at - T0 if isinstance(s, Delivery) else s for s in steps)
-    return stream.advance_watermark_to(Timestamp(micros=(T0 + last + 10 * GAP_MS) * 1000)) \
+    return stream.advance_watermark_to(Timestamp(micros=(T0 + last + 86_400_000) * 1000)) \
         .advance_watermark_to_infinity()
 
 
