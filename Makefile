@@ -6,9 +6,11 @@ CACHE ?= $(HOME)/.cache/game-sessions
 OUT ?= out
 SAMPLE := sample/sample_day.jsonl.gz
 
-.PHONY: venv run test test-fast sample bench clean
+.PHONY: venv run test test-fast sample stream bench latency clean
 
-# What the whole test suite needs besides the venv; each feature adds its own.
+# What the whole test suite needs besides the venv; each feature below adds its
+# own (`TEST_DEPS += ...`). Second expansion lets `test` see the later additions.
+.SECONDEXPANSION:
 TEST_DEPS := venv
 
 venv: $(VENV)/.installed
@@ -27,7 +29,7 @@ run: venv
 	$(PY) -m tools.show_output $(OUT)/sample
 
 ## Every test, the long end-to-end ones included (what CI runs).
-test: $(TEST_DEPS)
+test: $$(TEST_DEPS)
 	$(PY) -m pytest -q
 
 ## The quick ones only.
@@ -37,6 +39,18 @@ test-fast: venv
 ## Regenerate the bundled sample (a few thousand events of one day).
 sample: venv
 	$(PY) -m tools.generate_events --events=5000 --seed=11 --output=$(SAMPLE)
+
+## Live: the Pub/Sub emulator, the streaming job and the sample played 60x faster; prints session events.
+stream: venv
+	$(PY) -m tools.live_demo --input=$(SAMPLE)
+
+## Replay benchmark: 250k and 1M generated events (cached in ~/.cache), events/s and peak RSS.
+bench: venv
+	$(PY) -m tools.bench --sizes=250000,1000000 --workers=2
+
+## Live latency against the emulator: switch -> changed, end + gap -> ended, p50/p95.
+latency: venv
+	$(PY) -m tools.live_scenario --users=12 --seconds=60
 
 clean:
 	rm -rf $(OUT) .pytest_cache
@@ -66,9 +80,6 @@ chromium:
 
 .PHONY: dashboard dashboard-week chromium
 TEST_DEPS += chromium
-# make expands a rule's prerequisites when it reads the rule, so the line
-# above cannot reach `test: $(TEST_DEPS)` further up; this rule does.
-test: chromium
 
 # --- Flink and Dataflow (docs/flink-dataflow.md) ------------------------------
 
@@ -86,8 +97,6 @@ flink: venv flink-jar
 
 .PHONY: flink-jar flink
 TEST_DEPS += flink-jar
-# `test: $(TEST_DEPS)` was read above, before this line: name the prerequisite directly too.
-test: flink-jar
 
 # Dataflow settings come from the environment: PROJECT, REGION, BUCKET (a bucket
 # name, no gs://), INPUT (gs:// glob) for `make dataflow`, TEMPLATE_IMAGE

@@ -42,8 +42,8 @@ def corrupt(line: str, kind: int, rng: random.Random) -> bytes:
         return raw[: rng.randint(1, len(raw) - 2)]  # truncated JSON
     if kind == 1:
         return raw.replace(b'"user_id":', b'"user_id":[1],"x":', 1)  # wrong type
-    if kind == 2:
-        return bytes(rng.randrange(256) for _ in range(rng.randint(1, 200))).replace(b"\n", b"") or b"\x00"
+    if kind == 2:  # binary junk, never blank
+        return b"\x00" + bytes(rng.randrange(256) for _ in range(rng.randint(1, 200))).translate(None, b"\r\n")
     if kind == 3:
         return raw[:-1] + b',"padding":"' + b"x" * 70_000 + b'"}'  # huge line
     if kind == 4:
@@ -52,16 +52,26 @@ def corrupt(line: str, kind: int, rng: random.Random) -> bytes:
 
 
 def corrupted_day(events: int, share: float, seed: int):
+    """(clean lines, lines with `share` of the gameplay events corrupted, the
+    indexes corrupted). Only gameplay events are corrupted: a broken login
+    would still be an ignored type."""
     rng = random.Random(seed)
     clean = [line for line in generate(events, seed=seed) if line.strip()]
     lines, corrupted = [], set()
     for n, line in enumerate(clean):
-        if rng.random() < share:
+        if rng.random() < share and _is_gameplay(line):
             lines.append(corrupt(line, rng.randrange(6), rng))
             corrupted.add(n)
         else:
             lines.append(line.encode())
     return clean, lines, corrupted
+
+
+def _is_gameplay(line: str) -> bool:
+    try:
+        return parse_event(line.encode()) is not None
+    except ValueError:
+        return False
 
 
 def check_books(counts, lines, corrupted_count, already_bad):

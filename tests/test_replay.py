@@ -11,7 +11,6 @@ import fastavro
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
-from apache_beam.transforms import window
 
 import schemas
 from pipelines.game_sessions import main
@@ -22,7 +21,7 @@ from tests.helpers import (CHANGED, DEAD, ENDED, avro_records, dumps, expected_f
 from tests.reference import canonical, dedupe, expected_records
 from tools.generate_events import generate
 from transforms.read import DEAD_LETTERS, ReadEvents
-from transforms.sessions import ReplaySessions, _CloseSessions, _decode, _encode, _PreMergeFragments
+from transforms.sessions import ReplaySessions, _CloseSessions, _decode, _encode, _GroupBatchByUser
 
 T0 = 1767731000000
 GAP_MS = 300_000
@@ -61,17 +60,24 @@ def test_read_events_keeps_file_and_line_across_shards(tmp_path):
         assert_that(dead, equal_to([("invalid_json", path, 11, b'{"truncated')]), label="dead")
 
 
-def test_pre_merge_gives_bets_their_run_window_and_loners_a_point_window():
+def test_a_batch_leaves_as_one_element_per_user():
     events = [parse_event(dumps(e).encode()) for e in
-              [ev(1, 0), ev(2, 100_000), ev(3, 200_000, "win"), ev(4, 100_000 + GAP_MS + 5, "win"), ev(5, 900_000)]]
-    out = list(_PreMergeFragments(GAP_MS).process([(("f", i), e) for i, e in enumerate(events)]))
-    windows = sorted((wv.windows[0].start.micros // 1000 - T0, wv.windows[0].end.micros - wv.windows[0].start.micros,
-                [e.event_id for _, e in _decode("u1", wv.value[1])]) for wv in out)
-    assert windows == [
-        (0, (100_000 + GAP_MS) * 1000, ["e1", "e2", "e3"]),
-        (100_000 + GAP_MS + 5, 1000, ["e4"]),  # a win after the gap: alone, in a 1 ms point window
-        (900_000, GAP_MS * 1000, ["e5"]),
+              [ev(1, 0), ev(2, 100_000, user="u2"), ev(3, 200_000, "win"), ev(4, GAP_MS * 3, user="u2")]]
+    out = list(_GroupBatchByUser().process([(("f", i), e) for i, e in enumerate(events)]))
+    assert sorted((user, [(a, e.event_id) for a, e in _decode(user, blob)]) for user, blob in out) == [
+        ("u1", [(("f", 0), "e1"), (("f", 2), "e3")]),
+        ("u2", [(("f", 1), "e2"), (("f", 3), "e4")]),
     ]
+
+
+def test_copies_are_one_event_even_with_different_times_in_different_batches():
+    """The first copy in input order wins, across the user's whole input."""
+    first = parse_event(dumps(ev(1, 0)).encode())
+    later_copy = parse_event(dumps(ev(1, GAP_MS * 2)).encode())
+    with BeamTestPipeline() as p:
+        sessions = (p | beam.Create([[(("b", 9), later_copy)], [(("a", 1), first)]]) | ReplaySessions(300)
+                    | beam.Map(lambda rd: (rd[0].start, rd[0].metrics.bets_count)))
+        assert_that(sessions, equal_to([(T0, 1)]))
 
 
 def test_close_sessions_counts_duplicates_and_applies_the_rules():
@@ -84,7 +90,7 @@ def test_close_sessions_counts_duplicates_and_applies_the_rules():
     assert [d for _, d in results] == [0, 300]
 
 
-def test_beam_session_windows_merge_fragments_from_any_batching():
+def test_sessions_are_exact_whatever_the_batching():
     """A day split into random batches (so sessions span bundles and arrive
     out of order) gives exactly the reference sessions."""
     rng = random.Random(5)
@@ -109,8 +115,7 @@ def test_beam_session_windows_merge_fragments_from_any_batching():
 
 
 def test_a_win_at_a_bets_millisecond_in_another_bundle_joins_its_session():
-    """Found on real data: the window coder keeps milliseconds, so point
-    windows must be at least 1 ms wide to survive the shuffle."""
+    """Found on real data with an earlier, window-merging construction."""
     bet = parse_event(dumps(ev(1, 0)).encode())
     win = parse_event(dumps(ev(2, 0, kind="win", amount="4.2")).encode())
     with BeamTestPipeline() as p:
@@ -307,13 +312,11 @@ def test_output_records_follow_the_schema_field_order(day_output):
         assert tuple(record) == schemas.field_names(table)
 
 
-def test_one_window_fn_is_the_standard_sessions():
-    """Flink and Dataflow run Beam's own Sessions merging: the replay must
-    not depend on a custom merging WindowFn (unsupported on portable runners)."""
+def test_the_replay_needs_no_window_merging_from_the_runner():
+    """Flink's batch runner merges session windows wrongly (sorted by end);
+    the replay runs in the global window, so every runner gives the same."""
     p = beam.Pipeline()
     _ = p | beam.Create([[]]) | ReplaySessions(300)
     proto = p.to_runner_api()
     urns = {s.window_fn.urn for s in proto.components.windowing_strategies.values()}
-    assert "beam:window_fn:session_windows:v1" in urns
-    assert urns <= {"beam:window_fn:session_windows:v1", "beam:window_fn:global_windows:v1"}
-    assert isinstance(window.Sessions(300), window.Sessions)
+    assert urns == {"beam:window_fn:global_windows:v1"}

@@ -70,7 +70,7 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class _Collector(threading.Thread):
+class Collector(threading.Thread):
     """Pulls an output subscription until stopped, surviving outages."""
 
     def __init__(self, emulator: PubSubEmulator, subscription: str, sink: List[Received]):
@@ -140,7 +140,7 @@ def run_scenario(work_dir: str, users: int = 12, seconds: float = 40, gap_s: int
     received = {name: [] for name in ("ended", "changed", "dead")}
     with PubSubEmulator() as emulator:
         env = {**os.environ, "PUBSUB_EMULATOR_HOST": emulator.host}
-        _create_all(emulator)
+        create_all(emulator)
         job_log_path = os.path.join(work_dir, "job.log")
         job = subprocess.Popen(
             [sys.executable, "-m", "pipelines.game_sessions", "--streaming", "--runner=DirectRunner",
@@ -150,7 +150,7 @@ def run_scenario(work_dir: str, users: int = 12, seconds: float = 40, gap_s: int
              f"--max_disorder_seconds={disorder_s}", f"--output_dir={os.path.join(work_dir, 'live')}",
              "--file_flush_seconds=5", "--output_format=jsonl"],
             env=env, stdout=open(job_log_path, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
-        collectors = [_Collector(emulator, SUBSCRIPTIONS[name], received[name]) for name in received]
+        collectors = [Collector(emulator, SUBSCRIPTIONS[name], received[name]) for name in received]
         for c in collectors:
             c.start()
         result = ScenarioResult(published=[], received=received)
@@ -177,7 +177,7 @@ def run_scenario(work_dir: str, users: int = 12, seconds: float = 40, gap_s: int
     return result
 
 
-def _create_all(emulator: PubSubEmulator) -> None:
+def create_all(emulator: PubSubEmulator) -> None:
     emulator.create_subscription(TOPICS["events"], JOB_SUBSCRIPTION)
     for name, topic in TOPICS.items():
         emulator.create_subscription(topic, SUBSCRIPTIONS[name])
@@ -230,7 +230,7 @@ def _play(emulator, publisher, rng, result: ScenarioResult, users, seconds, gap_
         if outage_at and send_at >= outage_at:
             down = _now_ms()
             emulator.restart(down_seconds=outage_seconds)
-            _create_all(emulator)
+            create_all(emulator)
             result.outage = (down, _now_ms())
             publisher = emulator.publisher()
             outage_at = None

@@ -24,7 +24,7 @@ from transforms.dead_letters import NAMESPACE, DeadLetter, DeadLetterCounters, o
 
 DEAD_LETTERS = "dead_letters"
 SHARD_BYTES = 4 * 1024 * 1024
-BATCH_EVENTS = 4096
+BATCH_EVENTS = 16384
 _READ_BLOCK = 16 * 1024 * 1024
 _DEAD_LETTER_PREFIX = b'{"dead_letter_reason"'
 
