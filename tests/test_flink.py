@@ -19,19 +19,6 @@ from tools.generate_events import generate, write
 
 pytestmark = pytest.mark.e2e
 
-# Known failure, reported with a fix for transforms/sessions.py (issue 4).
-# Flink's batch GroupByKey merges session windows in one pass over the windows
-# sorted by their end (SortingFlinkCombineRunner), which is right only while
-# all windows are `gap` long. The replay's pre-merged runs and 1 ms point
-# windows are not, and neither are the partly merged windows two workers send
-# even for plain Sessions: sessions come out split and wins are lost. Strict:
-# the fix turns this into an unexpected pass, and the mark must then go. Only
-# a record mismatch (AssertionError) is expected: a run that fails outright is
-# reported with pytest.fail, as a plain failure.
-FLINK_MERGES_SESSIONS_BY_WINDOW_END = pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="Flink batch merges session windows sorted by window end (see comment above)")
-
 REPO = Path(__file__).resolve().parent.parent
 FETCH_JOB_SERVER = REPO / "scripts" / "fetch_flink_job_server.sh"
 RUN_TIMEOUT_SECONDS = 180
@@ -106,7 +93,6 @@ def differences(expected: dict, actual: dict, shown: int = 3) -> str:
     return "\n".join(report)
 
 
-@FLINK_MERGES_SESSIONS_BY_WINDOW_END
 def test_flink_replay_writes_the_direct_runners_records(tmp_path, generated_day, job_server_jar):
     direct = replay(generated_day, tmp_path / "direct", ["--runner=DirectRunner"])
     expected = written_lines(tmp_path / "direct")
