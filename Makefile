@@ -40,7 +40,7 @@ test-fast: venv
 sample: venv
 	$(PY) -m tools.generate_events --events=5000 --seed=11 --output=$(SAMPLE)
 
-## Live: the Pub/Sub emulator, the streaming job and the sample played 60x faster; prints session events.
+## Live: the Pub/Sub emulator, the streaming job and the sample played 300x faster; prints session events.
 stream: venv
 	$(PY) -m tools.live_demo --input=$(SAMPLE)
 

@@ -1,14 +1,17 @@
 """Wiring of the live job: Pub/Sub in; Pub/Sub and/or windowed files out."""
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines.options import GameSessionsOptions
 from pipelines.outputs import write_files
+from transforms.direct_pubsub import survive_pubsub_outages
 from transforms.live import DEAD_LETTERS, LiveSessions
 from transforms.pubsub import PublishDeadLetters, PublishSessionEvents, ReadEventMessages
 
 
 def build_live(options: PipelineOptions, opts: GameSessionsOptions) -> beam.Pipeline:
+    if (options.view_as(StandardOptions).runner or "DirectRunner") in ("DirectRunner", "BundleBasedDirectRunner"):
+        survive_pubsub_outages()
     pipeline = beam.Pipeline(options=options)
     read = pipeline | "ReadEvents" >> ReadEventMessages(
         opts.input_subscription, opts.timestamp_attribute, opts.strict_event_types)

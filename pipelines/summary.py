@@ -5,7 +5,7 @@ from typing import Dict
 from apache_beam.metrics.metric import MetricsFilter
 
 from sessions.events import DEAD_LETTER_REASONS
-from transforms.dead_letters import NAMESPACE
+from transforms.counters import NAMESPACE
 
 
 @dataclass(frozen=True)

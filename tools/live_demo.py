@@ -2,22 +2,22 @@
 
 Starts Google's Pub/Sub emulator on 127.0.0.1, the streaming job on the
 DirectRunner, and the publisher replaying the sample day `--speed` times
-faster; prints every session event as it arrives on the output topics.
+faster (the first `--messages` of it); prints every session event as it
+arrives on the output topics.
 
 The timeline is compressed by `--speed`, so the job runs with the gap divided
-by the same factor (300 s / 60 = 5 s), and silences longer than a gap are cut
+by the same factor (300 s / 300 = 1 s), and silences longer than a gap are cut
 to just over it: the sessions are those a 300 s replay of the sample gives.
 """
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
 
-from tools.live_scenario import JOB_SUBSCRIPTION, SUBSCRIPTIONS, TOPICS, Collector, create_all
+from tools.live_scenario import JOB_SUBSCRIPTION, SUBSCRIPTIONS, TOPICS, Collector, create_all, stop_job
 from tools.publish_events import publish, read_lines, schedule
 from tools.pubsub_emulator import PubSubEmulator
 
@@ -46,7 +46,8 @@ def _printer(received, stop):
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", default="sample/sample_day.jsonl.gz")
-    parser.add_argument("--speed", type=float, default=60)
+    parser.add_argument("--speed", type=float, default=300)
+    parser.add_argument("--messages", type=int, default=3000, help="play this many messages of the file")
     parser.add_argument("--gap_seconds", type=int, default=300, help="the gap the sessions should have")
     args = parser.parse_args(argv)
     live_gap = max(1, round(args.gap_seconds / args.speed))
@@ -69,7 +70,7 @@ def main(argv=None) -> None:
             thread.start()
         try:
             time.sleep(15)  # the DirectRunner takes a few seconds to start pulling
-            items = schedule(read_lines(args.input))
+            items = schedule(read_lines(args.input))[: args.messages]
             print(f"publishing {len(items):,} messages from {args.input}...", flush=True)
             publisher = emulator.publisher()
             publish(items, TOPICS["events"], speed=args.speed, publisher=publisher,
@@ -86,8 +87,7 @@ def main(argv=None) -> None:
             stop.set()
             for c in collectors:
                 c.stop()
-            os.killpg(job.pid, signal.SIGTERM)
-            job.wait(timeout=30)
+            stop_job(job)
     print(f"done: {len(received['changed'])} changed, {len(received['ended'])} ended, "
           f"{len(received['dead'])} dead letters")
 

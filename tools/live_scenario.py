@@ -32,6 +32,7 @@ PROJECT = "projects/game-sessions-local"
 TOPICS = {name: f"{PROJECT}/topics/{name}" for name in ("events", "ended", "changed", "dead")}
 SUBSCRIPTIONS = {name: f"{PROJECT}/subscriptions/{name}-reader" for name in TOPICS}
 JOB_SUBSCRIPTION = f"{PROJECT}/subscriptions/events-job"
+FILE_FLUSH_SECONDS = 5
 GAMES = ["GATES_OF_OLYMPUS", "SWEET_BONANZA", "MAHJONG_WAYS", "BOOK_OF_DEAD"]
 
 
@@ -103,7 +104,7 @@ class Collector(threading.Thread):
         self._stop_event.set()
 
 
-def _player_plan(rng: random.Random, users: int, seconds: float, gap_s: int, pause_window=None):
+def _player_plan(rng: random.Random, users: int, seconds: float, gap_s: int, phase: str):
     """(event time offset ms, event dict) for every message, unsorted."""
     plan, n = [], 0
     for u in range(users):
@@ -111,20 +112,17 @@ def _player_plan(rng: random.Random, users: int, seconds: float, gap_s: int, pau
         t = rng.uniform(0, 2) * 1000
         game = rng.choice(GAMES)
         while t < seconds * 1000:
-            if pause_window and pause_window[0] - gap_s * 1000 - 1500 <= t < pause_window[1] + 1000:
-                t = pause_window[1] + 1000 + rng.uniform(0, 1500)
-                continue
             if rng.random() < 0.08:
                 game = rng.choice([g for g in GAMES if g != game])
             n += 1
-            bet = {"event_id": f"b{n}", "user_id": user, "event_type": "bet", "occurred_at": int(t),
+            bet = {"event_id": f"b{phase}{n}", "user_id": user, "event_type": "bet", "occurred_at": int(t),
                    "game_id": game, "game_name": game.replace("_", " ").title(), "bet_amount": rng.choice(
                        ["0.2", "0.5", "1", "2.5"]), "platform": "mobile", "client_version": "5.1.0"}
             plan.append((int(t), bet))
             if rng.random() < 0.4:
                 n += 1
                 win_at = int(t + rng.uniform(50, 900))
-                plan.append((win_at, {"event_id": f"w{n}", "user_id": user, "event_type": "win",
+                plan.append((win_at, {"event_id": f"w{phase}{n}", "user_id": user, "event_type": "win",
                                       "occurred_at": win_at, "game_id": game,
                                       "win_amount": rng.choice(["0.4", "1", "5", "12.5"])}))
             t += rng.uniform(200, 1500)
@@ -148,7 +146,7 @@ def run_scenario(work_dir: str, users: int = 12, seconds: float = 40, gap_s: int
              f"--ended_topic={TOPICS['ended']}", f"--changed_topic={TOPICS['changed']}",
              f"--dead_letter_topic={TOPICS['dead']}", f"--session_gap_seconds={gap_s}",
              f"--max_disorder_seconds={disorder_s}", f"--output_dir={os.path.join(work_dir, 'live')}",
-             "--file_flush_seconds=5", "--output_format=jsonl"],
+             f"--file_flush_seconds={FILE_FLUSH_SECONDS}", "--output_format=jsonl"],
             env=env, stdout=open(job_log_path, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
         collectors = [Collector(emulator, SUBSCRIPTIONS[name], received[name]) for name in received]
         for c in collectors:
@@ -165,16 +163,26 @@ def run_scenario(work_dir: str, users: int = 12, seconds: float = 40, gap_s: int
             result.job_alive_at_end = job.poll() is None
             for c in collectors:
                 c.stop()
-            try:
-                os.killpg(job.pid, signal.SIGTERM)
-                job.wait(timeout=20)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(job.pid, signal.SIGKILL)
+            stop_job(job)
             for c in collectors:
                 c.join(timeout=10)
             with open(job_log_path, "rb") as f:
                 result.job_log = f.read().decode("utf-8", "replace")[-5000:]
     return result
+
+
+def stop_job(job: subprocess.Popen) -> None:
+    """Stops the job and everything it started (its own process group)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(job.pid, sig)
+            job.wait(timeout=20)
+            return
+        except ProcessLookupError:  # already gone
+            job.wait()
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def create_all(emulator: PubSubEmulator) -> None:
@@ -208,39 +216,41 @@ def _wait_until_live(publisher, received, job, timeout: float = 180) -> None:
 
 
 def _play(emulator, publisher, rng, result: ScenarioResult, users, seconds, gap_s, disorder_s, outage_seconds):
+    """Plays the stream; with an outage, plays 40% of it, stops the emulator
+    for `outage_seconds`, restarts it empty, re-creates the topics and plays
+    the rest from the moment it is back."""
+    if not outage_seconds:
+        _play_phase(publisher, rng, result, users, seconds, gap_s, disorder_s, phase="")
+        return
+    _play_phase(publisher, rng, result, users, seconds * 0.4, gap_s, disorder_s, phase="a")
+    time.sleep(gap_s + 2)  # let the sessions played so far end
+    down = _now_ms()
+    emulator.restart(down_seconds=outage_seconds)
+    create_all(emulator)
+    result.outage = (down, _now_ms())
+    _play_phase(emulator.publisher(), rng, result, users, seconds * 0.6, gap_s, disorder_s, phase="b")
+
+
+def _play_phase(publisher, rng, result: ScenarioResult, users, seconds, gap_s, disorder_s, phase: str):
     start = _now_ms() + 500
-    pause = None
-    if outage_seconds:
-        pause = (int(seconds * 400), int(seconds * 400 + outage_seconds * 1000 + 5000))
-    plan = _player_plan(rng, users, seconds, gap_s, pause)
     schedule = []
-    for offset, event in plan:
+    for offset, event in _player_plan(rng, users, seconds, gap_s, phase):
         event = {**event, "occurred_at": start + offset}
         # Arrival is shuffled: each message leaves up to `disorder` after it happened.
         send_at = start + offset + rng.uniform(0, disorder_s * 1000 * 0.8)
         schedule.append((send_at, event))
         if rng.random() < 0.03:
             schedule.append((send_at + rng.uniform(100, 3000), event))  # redelivery
-    for k in range(5):
-        schedule.append((start + rng.uniform(0, seconds * 1000), {"junk": k}))
+    for k in range(3):
+        schedule.append((start + rng.uniform(0, seconds * 1000), {"junk": f"{phase}{k}"}))
     schedule.sort(key=lambda item: item[0])
-    outage_at = start + pause[0] + 1000 if pause else None
     futures = []
     for send_at, event in schedule:
-        if outage_at and send_at >= outage_at:
-            down = _now_ms()
-            emulator.restart(down_seconds=outage_seconds)
-            create_all(emulator)
-            result.outage = (down, _now_ms())
-            publisher = emulator.publisher()
-            outage_at = None
         wait = send_at / 1000 - time.time()
         if wait > 0:
             time.sleep(wait)
-        if result.outage and event.get("occurred_at", 0) < result.outage[1] and "junk" not in event:
-            continue  # happened while the emulator was down: never published
         if "junk" in event:
-            data = b'{"event_id": "junk-' + str(event["junk"]).encode() + b'", "user_id": '
+            data = b'{"event_id": "junk-' + event["junk"].encode() + b'", "user_id": '
             futures.append(publisher.publish(TOPICS["events"], data))
         else:
             data, future = _publish(publisher, event)
@@ -250,31 +260,37 @@ def _play(emulator, publisher, rng, result: ScenarioResult, users, seconds, gap_
                     (event["user_id"], event["occurred_at"], event["game_id"]), _now_ms())
         result.published.append((_now_ms(), data))
     for future in futures:
-        try:
-            future.result(timeout=60)
-        except Exception:  # sent before the outage and lost with the emulator's memory
-            pass
+        future.result(timeout=60)
 
 
 def _keep_watermark_moving(publisher, received, result, gap_s, job, timeout: float = 120) -> None:
     """The DirectRunner moves its watermark when a pull returns; a steady
-    trickle of events the job ignores keeps it moving until every session
-    has closed."""
-    users = {json.loads(d)["user_id"] for _, d in result.published if d.startswith(b'{"event_id":"b')}
+    trickle of events the job ignores keeps it moving until every player's
+    last session has ended (its end is the player's last bet)."""
+    last_bet = {}
+    for _, body in result.published:
+        event = json.loads(body) if body.startswith(b'{"event_id":"b') else None
+        if event:
+            last_bet[event["user_id"]] = max(last_bet.get(event["user_id"], 0), event["occurred_at"])
     deadline = time.time() + timeout
-    quiet_since = None
     n = 0
     while time.time() < deadline and job.poll() is None:
         n += 1
         _publish(publisher, {"event_id": f"hb-{n}", "user_id": "heartbeat", "event_type": "heartbeat",
                              "occurred_at": _now_ms()})
         time.sleep(0.5)
-        ended_users = {json.loads(m.data)["user_id"] for m in received["ended"]}
-        last_published = max(t for t, _ in result.published)
-        if users <= ended_users and _now_ms() > last_published + (gap_s + 3) * 1000:
-            quiet_since = quiet_since or time.time()
-            if time.time() - quiet_since > 3:
-                return
+        ended = {(r["user_id"], r["gs_session_end_date"]) for r in map(lambda m: json.loads(m.data),
+                                                                         received["ended"])}
+        if all((user, t) in ended for user, t in last_bet.items()):
+            break
+    # One more file flush (--file_flush_seconds=5) before the job is stopped,
+    # and time for the collectors to take what is still in flight.
+    linger_until = time.time() + FILE_FLUSH_SECONDS + 2
+    while time.time() < linger_until and job.poll() is None:
+        n += 1
+        _publish(publisher, {"event_id": f"hb-{n}", "user_id": "heartbeat", "event_type": "heartbeat",
+                             "occurred_at": _now_ms()})
+        time.sleep(0.5)
 
 
 def percentile(values: List[float], q: float) -> float:

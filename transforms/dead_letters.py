@@ -4,11 +4,6 @@ import json
 from dataclasses import dataclass
 from typing import Optional
 
-from apache_beam.metrics import Metrics
-
-from sessions.events import DEAD_LETTER_REASONS
-
-NAMESPACE = "game_sessions"
 # A dead-letter record fed back as input is recognised by this key and its
 # original payload is parsed again (the way to replay dead letters after a fix).
 MARKER = "dead_letter_reason"
@@ -55,13 +50,3 @@ def original_payload(record: dict) -> Optional[bytes]:
     if isinstance(record.get("payload_base64"), str):
         return base64.b64decode(record["payload_base64"])
     return None
-
-
-class DeadLetterCounters:
-    """One Beam counter per dead-letter reason (SPEC §1.1)."""
-
-    def __init__(self):
-        self._counters = {r: Metrics.counter(NAMESPACE, f"dead_letter_{r}") for r in DEAD_LETTER_REASONS}
-
-    def inc(self, reason: str, n: int = 1) -> None:
-        self._counters[reason].inc(n)

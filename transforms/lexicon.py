@@ -5,7 +5,7 @@ Each file is named by its record and written atomically (temporary name,
 then rename), so it needs no grouping and works the same in replay and in
 streaming, in any window: a retried bundle rewrites the same bytes.
 """
-from typing import Iterable, Optional
+from typing import Iterable
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -13,7 +13,7 @@ from apache_beam.metrics import Metrics
 
 from sessions.lexicon import record_file
 from sessions.sessionizer import SessionEnd
-from transforms.dead_letters import NAMESPACE
+from transforms.counters import NAMESPACE
 from transforms.write import write_atomically
 
 

@@ -12,18 +12,18 @@ were applied is still placed if that changes nothing already emitted
 (`Sessionizer.apply_late`); otherwise it is dead-lettered as `late_event`.
 """
 import time
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.coders import PickleCoder, VarIntCoder
-from apache_beam.metrics import Metrics
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Timestamp
 
 from sessions.events import LATE_EVENT, Event
-from sessions.sessionizer import GameSwitch, Sessionizer, Unattributed
-from transforms.dead_letters import NAMESPACE, DeadLetter, DeadLetterCounters
+from sessions.sessionizer import Sessionizer
+from transforms.counters import InputCounters, SessionCounters
+from transforms.dead_letters import DeadLetter
 
 DEAD_LETTERS = "dead_letters"
 
@@ -62,12 +62,8 @@ class _LiveSessionizer(beam.DoFn):
         self._clock = clock
 
     def setup(self):
-        self._used = Metrics.counter(NAMESPACE, "events_used")
-        self._duplicates = Metrics.counter(NAMESPACE, "duplicate_event")
-        self._unattributed = Metrics.counter(NAMESPACE, "unattributed_event")
-        self._sessions = Metrics.counter(NAMESPACE, "sessions_ended")
-        self._switches = Metrics.counter(NAMESPACE, "game_switches")
-        self._dead = DeadLetterCounters()
+        self._counters = SessionCounters()
+        self._inputs = InputCounters()
 
     def process(self, keyed_delivery,
                 pending=beam.DoFn.StateParam(PENDING),
@@ -80,7 +76,7 @@ class _LiveSessionizer(beam.DoFn):
         event = delivery.event
         seen = seen_state.read() or {}
         if event.event_id in seen:
-            self._duplicates.inc()
+            self._counters.duplicates.inc()
             return
         seen[event.event_id] = event.occurred_at
         seen_state.write(seen)
@@ -90,18 +86,18 @@ class _LiveSessionizer(beam.DoFn):
             sessionizer = sessionizer_state.read() or Sessionizer(user_id, self._gap_ms)
             placed = sessionizer.apply_late(event)
             if placed is None:
-                self._dead.inc(LATE_EVENT)
+                self._inputs.dead_letter(LATE_EVENT)
                 yield beam.pvalue.TaggedOutput(DEAD_LETTERS, DeadLetter(
                     delivery.payload, LATE_EVENT,
                     f"occurred_at {event.occurred_at} arrived after results up to {frontier} were emitted",
                     message_id=delivery.message_id))
                 return
-            self._used.inc()
+            self._counters.used.inc()
             sessionizer_state.write(sessionizer)
             yield from self._emit(placed)
             return
 
-        self._used.inc()
+        self._counters.used.inc()
         pending.add(delivery)
         due = event.occurred_at + self._hold_ms
         current = wake_at.read()
@@ -147,12 +143,7 @@ class _LiveSessionizer(beam.DoFn):
 
     def _emit(self, results):
         now_ms = int(self._clock() * 1000)
-        for result in results:
-            if isinstance(result, Unattributed):
-                self._unattributed.inc()
-                continue
-            (self._switches if isinstance(result, GameSwitch) else self._sessions).inc()
-            yield result, max(0, (now_ms - result.event_ts) // 1000)
+        return self._counters.emitted(results, lambda result: max(0, (now_ms - result.event_ts) // 1000))
 
 
 class LiveSessions(beam.PTransform):
@@ -170,7 +161,7 @@ class LiveSessions(beam.PTransform):
     def expand(self, deliveries):
         return (
             deliveries
-            | "ByUser" >> beam.Map(lambda d: (d.event.user_id, d))
+            | "ByUser" >> beam.Map(lambda d: (d.event.user_id, d)).with_output_types(Tuple[str, Delivery])
             | "Sessionize" >> beam.ParDo(_LiveSessionizer(
                 self._gap_ms, self._disorder_ms, self._dedupe_horizon_ms, self._clock)).with_outputs(
                     DEAD_LETTERS, main="sessions"))

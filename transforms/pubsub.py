@@ -3,11 +3,11 @@ from typing import Optional
 
 import apache_beam as beam
 from apache_beam.io.gcp.pubsub import PubsubMessage, ReadFromPubSub, WriteToPubSub
-from apache_beam.metrics import Metrics
 
 from sessions.events import InvalidEvent, parse_event
 from sessions.records import to_json
-from transforms.dead_letters import NAMESPACE, DeadLetter, DeadLetterCounters
+from transforms.counters import InputCounters
+from transforms.dead_letters import DeadLetter
 from transforms.live import DEAD_LETTERS, Delivery
 
 
@@ -16,22 +16,20 @@ class _ParseMessage(beam.DoFn):
         self._strict = strict_event_types
 
     def setup(self):
-        self._read = Metrics.counter(NAMESPACE, "events_read")
-        self._ignored = Metrics.counter(NAMESPACE, "ignored_event_type")
-        self._dead = DeadLetterCounters()
+        self._counters = InputCounters()
 
     def process(self, message: PubsubMessage):
-        self._read.inc()
+        self._counters.read.inc()
         payload = message.data or b""
         try:
             event = parse_event(payload, self._strict)
         except InvalidEvent as e:
-            self._dead.inc(e.reason)
+            self._counters.dead_letter(e.reason)
             yield beam.pvalue.TaggedOutput(
                 DEAD_LETTERS, DeadLetter(payload, e.reason, e.error, message_id=message.message_id))
             return
         if event is None:
-            self._ignored.inc()
+            self._counters.ignored.inc()
             return
         yield Delivery(event, payload, message.message_id)
 

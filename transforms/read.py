@@ -17,10 +17,10 @@ import apache_beam as beam
 import fastavro
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
 
 from sessions.events import INVALID_FIELD, INVALID_JSON, Event, InvalidEvent, parse_event, validate_event
-from transforms.dead_letters import NAMESPACE, DeadLetter, DeadLetterCounters, original_payload
+from transforms.counters import InputCounters
+from transforms.dead_letters import DeadLetter, original_payload
 
 DEAD_LETTERS = "dead_letters"
 SHARD_BYTES = 4 * 1024 * 1024
@@ -116,9 +116,7 @@ class _ParseShard(beam.DoFn):
         self._strict = strict_event_types
 
     def setup(self):
-        self._read = Metrics.counter(NAMESPACE, "events_read")
-        self._ignored = Metrics.counter(NAMESPACE, "ignored_event_type")
-        self._dead = DeadLetterCounters()
+        self._counters = InputCounters()
 
     def process(self, shard: Shard):
         batch: List[Tuple[Arrival, Event]] = []
@@ -128,7 +126,7 @@ class _ParseShard(beam.DoFn):
             try:
                 event = parse(raw)
             except InvalidEvent as e:
-                self._dead.inc(e.reason)
+                self._counters.dead_letter(e.reason)
                 yield beam.pvalue.TaggedOutput(
                     DEAD_LETTERS, DeadLetter(raw, e.reason, e.error, shard.path, line_no))
                 continue
@@ -141,8 +139,8 @@ class _ParseShard(beam.DoFn):
                 batch = []
         if batch:
             yield batch
-        self._read.inc(read)
-        self._ignored.inc(ignored)
+        self._counters.read.inc(read)
+        self._counters.ignored.inc(ignored)
 
     def _records(self, shard: Shard):
         fmt = file_format(shard.path)

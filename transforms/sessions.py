@@ -27,11 +27,10 @@ from decimal import Decimal
 from typing import Iterable, List, Tuple
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 
 from sessions.events import Event
-from sessions.sessionizer import GameSwitch, Sessionizer, Unattributed, first_copies
-from transforms.dead_letters import NAMESPACE
+from sessions.sessionizer import GameSwitch, Sessionizer, first_copies
+from transforms.counters import SessionCounters
 
 
 def _encode(items) -> bytes:
@@ -71,28 +70,19 @@ class _CloseSessions(beam.DoFn):
         self._gap_ms = gap_ms
 
     def setup(self):
-        self._used = Metrics.counter(NAMESPACE, "events_used")
-        self._duplicates = Metrics.counter(NAMESPACE, "duplicate_event")
-        self._unattributed = Metrics.counter(NAMESPACE, "unattributed_event")
-        self._sessions = Metrics.counter(NAMESPACE, "sessions_ended")
-        self._switches = Metrics.counter(NAMESPACE, "game_switches")
+        self._counters = SessionCounters()
 
     def process(self, user_blobs):
         user_id, blobs = user_blobs
         events, duplicates = first_copies(item for blob in blobs for item in _decode(user_id, blob))
-        self._used.inc(len(events))
-        self._duplicates.inc(duplicates)
+        self._counters.used.inc(len(events))
+        self._counters.duplicates.inc(duplicates)
         events.sort(key=Event.fold_order.fget)
         sessionizer = Sessionizer(user_id, self._gap_ms)
-        for result in sessionizer.apply_all(events) + sessionizer.finish():
-            if isinstance(result, Unattributed):
-                self._unattributed.inc()
-            elif isinstance(result, GameSwitch):
-                self._switches.inc()
-                yield result, 0
-            else:
-                self._sessions.inc()
-                yield result, self._gap_ms // 1000
+        yield from self._counters.emitted(sessionizer.apply_all(events) + sessionizer.finish(), self._delay)
+
+    def _delay(self, result) -> int:
+        return 0 if isinstance(result, GameSwitch) else self._gap_ms // 1000
 
 
 class ReplaySessions(beam.PTransform):

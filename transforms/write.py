@@ -18,7 +18,7 @@ from apache_beam.transforms import trigger, window
 
 import schemas
 from sessions.records import from_json, partition_date, to_json
-from transforms.dead_letters import NAMESPACE
+from transforms.counters import NAMESPACE
 
 AVRO, JSONL = "avro", "jsonl"
 OUTPUT_FORMATS = {"avro": (AVRO,), "jsonl": (JSONL,), "both": (AVRO, JSONL)}
