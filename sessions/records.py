@@ -6,6 +6,7 @@ are rendered, so no binary floating point ever touches money.
 """
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -115,12 +116,19 @@ def render_decimal(value: Decimal) -> str:
 
 def to_json(record: dict) -> str:
     """One output record as compact JSON with exact decimal numbers."""
-    return "{" + ",".join(f"{json.dumps(k)}:{_json_value(v)}" for k, v in record.items()) + "}"
+    return "{" + ",".join(f"{_json_key(k)}:{_json_value(v)}" for k, v in record.items()) + "}"
+
+
+@lru_cache(maxsize=1024)
+def _json_key(key: str) -> str:
+    return json.dumps(key)
 
 
 def _json_value(value) -> str:
     if isinstance(value, Decimal):
         return render_decimal(value)
+    if type(value) is int:
+        return str(value)
     if isinstance(value, dict):
         return to_json(value)
     if isinstance(value, (list, tuple)):
