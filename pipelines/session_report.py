@@ -10,15 +10,14 @@ Metric definitions: docs/dashboard.md.
 import argparse
 import logging
 import sys
-from collections import defaultdict
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 import pipelines.options  # noqa: F401 (registers the replay's options first; see SessionReportOptions)
+from pipelines.summary import run_counts
 import schemas
 from sessions.reports import TOP_GAMES
 from tools.dashboard import write_dashboard
@@ -72,13 +71,6 @@ def build_pipeline(options: PipelineOptions) -> beam.Pipeline:
     return pipeline
 
 
-def _counters(result) -> Dict[str, int]:
-    counters: Dict[str, int] = defaultdict(int)
-    for counter in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
-        counters[counter.key.metric.name] += counter.committed if counter.committed is not None else counter.attempted
-    return counters
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     logging.getLogger().setLevel(logging.WARNING)
     # Built as the subclass so that --help lists this job's options: a bare
@@ -92,7 +84,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     result = pipeline.run()
     result.wait_until_finish()
     output_dir = options.view_as(SessionReportOptions).output_dir
-    counts = _counters(result)
+    counts = run_counts(result, NAMESPACE)
     dashboard = write_dashboard(output_dir)
     print(f"session_report: {counts['sessions']:,} sessions -> {counts['report_rows']:,} report rows in {output_dir}")
     if counts["switches_without_ended_session"]:

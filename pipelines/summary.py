@@ -30,8 +30,8 @@ class RunCounts:
         return self["events_read"] == self.accounted
 
 
-def run_counts(result) -> RunCounts:
-    query = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
+def run_counts(result, namespace: str = NAMESPACE) -> RunCounts:
+    query = result.metrics().query(MetricsFilter().with_namespace(namespace))
     counters: Dict[str, int] = {}
     for counter in query["counters"]:
         value = counter.committed if counter.committed is not None else counter.attempted

@@ -186,18 +186,24 @@ def test_delay_is_wall_clock_seconds_since_the_deciding_bet():
     run_live(in_order_steps(events), check, clock=lambda: (T0 + 3000 + 41_500) / 1000)
 
 
-def test_generated_stream_shuffled_equals_replay():
-    """A slice of the generated day, every event delivered with up to 1 s of
-    disorder and some twice."""
-    rng = random.Random(11)
+def generated_deliveries(events: int, seed: int):
+    """The usable events of a generated day, as Pub/Sub would deliver them."""
     deliveries = []
-    for n, line in enumerate(generate(800, seed=5)):
+    for n, line in enumerate(generate(events, seed=seed)):
         try:
             event = parse_event(line.encode())
         except ValueError:
             continue
         if event is not None:
             deliveries.append(Delivery(event, line.encode(), f"m{n}"))
+    return deliveries
+
+
+def test_generated_stream_shuffled_equals_replay():
+    """A slice of the generated day, every event delivered with up to 1 s of
+    disorder and some twice."""
+    rng = random.Random(11)
+    deliveries = generated_deliveries(800, seed=5)
     unique = list({(d.event.user_id, d.event.event_id): d for d in reversed(deliveries)}.values())
     arrivals = sorted(deliveries + rng.sample(deliveries, 50),
                       key=lambda d: d.event.occurred_at + rng.uniform(0, 1000))

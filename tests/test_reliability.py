@@ -18,9 +18,9 @@ from sessions.records import to_json
 from sessions.sessionizer import Unattributed, sessionize
 from tests.helpers import CHANGED, DEAD, ENDED, expected_from_lines, jsonl_records, write_lines
 from tests.reference import canonical
-from tests.test_live import T0, stream_of
+from tests.test_live import T0, generated_deliveries, stream_of
 from tools.generate_events import generate
-from transforms.live import Delivery, LiveSessions
+from transforms.live import LiveSessions
 
 HERE = os.path.dirname(__file__)
 GAP_MS = 300_000
@@ -167,14 +167,7 @@ def test_live_stream_with_every_event_delivered_two_or_three_times_is_byte_ident
     """Delivered once or two-three times (shuffled within the disorder
     bound), the live path emits the same bytes: those of the replay rules."""
     rng = random.Random(3)
-    deliveries = []
-    for n, line in enumerate(generate(400, seed=17)):
-        try:
-            event = parse_event(line.encode())
-        except ValueError:
-            continue
-        if event is not None:
-            deliveries.append(Delivery(event, line.encode(), f"m{n}"))
+    deliveries = generated_deliveries(400, seed=17)
     now_ms = 2_000_000_000_000
     unique = list({(d.event.user_id, d.event.event_id): d.event for d in deliveries}.values())
     expected = sorted(
