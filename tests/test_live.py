@@ -5,7 +5,7 @@ import random
 import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing.test_stream import TestStream as BeamTestStream
 from apache_beam.testing.util import assert_that
 from apache_beam.utils.timestamp import Timestamp
 
@@ -31,7 +31,7 @@ def delivery(i, t, kind="bet", game="A", user="u", amount="1", eid=None):
 
 def stream_of(steps):
     """steps: Delivery (arrives now) or int (advance the watermark to T0 + ms)."""
-    stream = TestStream()
+    stream = BeamTestStream()
     watermark = None
     for step in steps:
         if isinstance(step, Delivery):
