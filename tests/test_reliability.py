@@ -2,6 +2,7 @@
 import filecmp
 import os
 import random
+import resource
 import subprocess
 import sys
 
@@ -127,10 +128,17 @@ def test_random_junk_never_stops_a_replay_and_every_line_is_accounted_for(tmp_pa
     assert counts.balanced
 
 
+def _limit_memory():
+    """A real cap on the fuzzer's memory: a runaway allocation fails as a
+    crash. (libFuzzer's own -rss_limit_mb reads ru_maxrss, which Linux carries
+    over from the forking parent: after a big test it reports pytest's peak.)"""
+    resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+
 def test_atheris_finds_no_crash_in_the_parser():
     fuzzer = os.path.join(HERE, "fuzz", "fuzz_events.py")
-    run = subprocess.run([sys.executable, fuzzer, "-runs=40000", "-max_len=2048"],
-                         capture_output=True, text=True, timeout=600)
+    run = subprocess.run([sys.executable, fuzzer, "-runs=40000", "-max_len=2048", "-seed=1", "-rss_limit_mb=0"],
+                         capture_output=True, text=True, timeout=600, preexec_fn=_limit_memory)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Done 40000 runs" in run.stderr
 
