@@ -14,7 +14,7 @@ def build_live(options: PipelineOptions, opts: GameSessionsOptions) -> beam.Pipe
         survive_pubsub_outages()
     pipeline = beam.Pipeline(options=options)
     read = pipeline | "ReadEvents" >> ReadEventMessages(
-        opts.input_subscription, opts.timestamp_attribute, opts.strict_event_types)
+        opts.input_subscription, opts.timestamp_attribute, opts.strict_event_types, opts.id_label)
     live = read.events | "Sessions" >> LiveSessions(opts.session_gap_seconds, opts.max_disorder_seconds)
     sessions = live.sessions
     dead_letters = (read[DEAD_LETTERS], live[DEAD_LETTERS]) | "AllDeadLetters" >> beam.Flatten()

@@ -38,6 +38,10 @@ class GameSessionsOptions(PipelineOptions):
             help="Streaming: message attribute holding occurred_at in epoch ms (lets the runner's "
                  "watermark follow event time).")
         group.add_argument(
+            "--id_label", default=None,
+            help="Streaming on Dataflow: message attribute with a unique id that Pub/Sub deduplicates on "
+                 "(the job also drops repeated event_ids itself). Not supported by the DirectRunner.")
+        group.add_argument(
             "--ended_topic", default=None,
             help="Streaming: topic for gs_game_session_ended, projects/P/topics/T.")
         group.add_argument(
@@ -70,6 +74,9 @@ def validate(options: PipelineOptions) -> GameSessionsOptions:
             raise ValueError("--streaming needs --input_subscription=projects/P/subscriptions/S")
         if opts.input:
             raise ValueError("--input is for replay; a streaming job reads --input_subscription")
+        if opts.id_label and (options.view_as(StandardOptions).runner or "DirectRunner") in (
+                "DirectRunner", "BundleBasedDirectRunner"):
+            raise ValueError("--id_label is honoured by Dataflow only; the DirectRunner cannot read with it")
         if not (opts.ended_topic or opts.changed_topic or opts.output_dir):
             raise ValueError("--streaming needs somewhere to write: --ended_topic/--changed_topic and/or --output_dir")
     else:

@@ -64,7 +64,7 @@ def replay_job(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def streaming_job():
-    return dataflow_job([f"--input_subscription={SUBSCRIPTION}", "--timestamp_attribute=event_ts",
+    return dataflow_job([f"--input_subscription={SUBSCRIPTION}", "--timestamp_attribute=event_ts", "--id_label=event_id",
                          f"--ended_topic={TOPICS['ended']}", f"--changed_topic={TOPICS['changed']}",
                          f"--dead_letter_topic={TOPICS['dead_letter']}",
                          "--output_dir=gs://game-sessions-test/out", "--strict_event_types=false"])
@@ -175,8 +175,8 @@ def test_streaming_job_reads_and_publishes_with_dataflows_native_pubsub(streamin
     proto = streaming_job.proto_pipeline
     reads = [beam_runner_api_pb2.PubSubReadPayload.FromString(t.spec.payload)
              for t in transforms_with(proto, common_urns.composites.PUBSUB_READ.urn)]
-    assert [(r.subscription, r.timestamp_attribute, r.with_attributes) for r in reads] == [
-        (SUBSCRIPTION, "event_ts", True)]
+    assert [(r.subscription, r.timestamp_attribute, r.id_attribute, r.with_attributes) for r in reads] == [
+        (SUBSCRIPTION, "event_ts", "event_id", True)]
     writes = [beam_runner_api_pb2.PubSubWritePayload.FromString(t.spec.payload).topic
               for t in transforms_with(proto, common_urns.composites.PUBSUB_WRITE.urn)]
     assert sorted(writes) == sorted(TOPICS.values())

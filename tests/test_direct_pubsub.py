@@ -47,3 +47,11 @@ def test_patching_is_idempotent():
     first = transform_evaluator._PubSubReadEvaluator._read_from_pubsub
     direct_pubsub.survive_pubsub_outages()
     assert transform_evaluator._PubSubReadEvaluator._read_from_pubsub is first
+
+
+def test_id_label_is_refused_on_the_direct_runner_with_one_clear_line(capsys):
+    from pipelines.game_sessions import main
+    code = main(["--streaming", "--input_subscription=projects/p/subscriptions/s",
+                 "--ended_topic=projects/p/topics/t", "--id_label=event_id"])
+    assert code == 2
+    assert "--id_label is honoured by Dataflow only" in capsys.readouterr().err

@@ -37,17 +37,19 @@ class _ParseMessage(beam.DoFn):
 class ReadEventMessages(beam.PTransform):
     """A subscription of raw events -> Deliveries, plus DEAD_LETTERS."""
 
-    def __init__(self, subscription: str, timestamp_attribute: Optional[str], strict_event_types: bool):
+    def __init__(self, subscription: str, timestamp_attribute: Optional[str], strict_event_types: bool,
+                 id_label: Optional[str] = None):
         super().__init__()
         self._subscription = subscription
         self._timestamp_attribute = timestamp_attribute
         self._strict = strict_event_types
+        self._id_label = id_label
 
     def expand(self, pbegin):
         return (
             pbegin
             | "Pull" >> ReadFromPubSub(subscription=self._subscription, with_attributes=True,
-                                       timestamp_attribute=self._timestamp_attribute)
+                                       timestamp_attribute=self._timestamp_attribute, id_label=self._id_label)
             | "Parse" >> beam.ParDo(_ParseMessage(self._strict)).with_outputs(DEAD_LETTERS, main="events"))
 
 
