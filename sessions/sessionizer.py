@@ -261,13 +261,9 @@ def sessionize(user_id: str, events: Iterable[Event], gap_ms: int) -> List[Resul
     """All results for a complete set of one user's (already de-duplicated)
     events, in any order: what a replay computes."""
     sessionizer = Sessionizer(user_id, gap_ms)
-    results = sessionizer.apply_all(sorted(events, key=_fold_order))
+    results = sessionizer.apply_all(sorted(events, key=Event.fold_order.fget))
     results.extend(sessionizer.finish())
     return results
-
-
-def _fold_order(event: Event):
-    return event.fold_order
 
 
 def first_copies(events_with_arrival: Iterable[Tuple[object, Event]]) -> Tuple[List[Event], int]:

@@ -29,7 +29,7 @@ from typing import Iterable, List, Tuple
 import apache_beam as beam
 
 from sessions.events import Event
-from sessions.sessionizer import GameSwitch, Sessionizer, first_copies
+from sessions.sessionizer import GameSwitch, first_copies, sessionize
 from transforms.counters import SessionCounters
 
 
@@ -77,9 +77,7 @@ class _CloseSessions(beam.DoFn):
         events, duplicates = first_copies(item for blob in blobs for item in _decode(user_id, blob))
         self._counters.used.inc(len(events))
         self._counters.duplicates.inc(duplicates)
-        events.sort(key=Event.fold_order.fget)
-        sessionizer = Sessionizer(user_id, self._gap_ms)
-        yield from self._counters.emitted(sessionizer.apply_all(events) + sessionizer.finish(), self._delay)
+        yield from self._counters.emitted(sessionize(user_id, events, self._gap_ms), self._delay)
 
     def _delay(self, result) -> int:
         return 0 if isinstance(result, GameSwitch) else self._gap_ms // 1000
