@@ -8,18 +8,21 @@ gs_game_session_ended, replayed from files or live from Pub/Sub.
 be built and checked offline (tests, Flex Template launcher); `main` runs it.
 """
 import logging
+import os
 import sys
+import tempfile
+import uuid
 from typing import List, Optional
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines.live import build_live
-from pipelines.options import GameSessionsOptions, validate
+from pipelines.options import GameSessionsOptions, runs_locally, validate
 from pipelines.summary import print_summary
-from pipelines.outputs import write_files
+from pipelines.outputs import write_replay_files
 from transforms.read import DEAD_LETTERS, ReadEvents, match_inputs
-from transforms.sessions import ReplaySessions
+from transforms.sessions import ReplaySessions, user_buckets
 
 
 def build_pipeline(options: PipelineOptions) -> beam.Pipeline:
@@ -31,10 +34,13 @@ def build_pipeline(options: PipelineOptions) -> beam.Pipeline:
 
 def _build_replay(options: PipelineOptions, opts: GameSessionsOptions) -> beam.Pipeline:
     paths = match_inputs(opts.input)
+    spill_dir = (os.path.join(tempfile.gettempdir(), f"game-sessions-spill-{uuid.uuid4().hex}")
+                 if runs_locally(options) else None)
     pipeline = beam.Pipeline(options=options)
     parsed = pipeline | "ReadEvents" >> ReadEvents(paths, opts.strict_event_types)
-    sessions = parsed.events | "Sessions" >> ReplaySessions(opts.session_gap_seconds)
-    write_files(sessions, parsed[DEAD_LETTERS], opts)
+    sessions = parsed.events | "Sessions" >> ReplaySessions(
+        opts.session_gap_seconds, user_buckets(paths), spill_dir)
+    write_replay_files(sessions, parsed[DEAD_LETTERS], opts)
     return pipeline
 
 

@@ -1,16 +1,16 @@
 """Wiring of the live job: Pub/Sub in; Pub/Sub and/or windowed files out."""
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.options import GameSessionsOptions
-from pipelines.outputs import write_files
+from pipelines.options import GameSessionsOptions, runs_locally
+from pipelines.outputs import write_live_files
 from transforms.direct_pubsub import survive_pubsub_outages
 from transforms.live import DEAD_LETTERS, LiveSessions
 from transforms.pubsub import PublishDeadLetters, PublishSessionEvents, ReadEventMessages
 
 
 def build_live(options: PipelineOptions, opts: GameSessionsOptions) -> beam.Pipeline:
-    if (options.view_as(StandardOptions).runner or "DirectRunner") in ("DirectRunner", "BundleBasedDirectRunner"):
+    if runs_locally(options):
         survive_pubsub_outages()
     pipeline = beam.Pipeline(options=options)
     read = pipeline | "ReadEvents" >> ReadEventMessages(
@@ -23,5 +23,5 @@ def build_live(options: PipelineOptions, opts: GameSessionsOptions) -> beam.Pipe
         _ = sessions | "PublishSessions" >> PublishSessionEvents(opts.ended_topic, opts.changed_topic)
     if opts.dead_letter_topic:
         _ = dead_letters | "PublishDeadLetters" >> PublishDeadLetters(opts.dead_letter_topic)
-    write_files(sessions, dead_letters, opts, flush_seconds=opts.file_flush_seconds)
+    write_live_files(sessions, dead_letters, opts)
     return pipeline

@@ -74,8 +74,7 @@ def validate(options: PipelineOptions) -> GameSessionsOptions:
             raise ValueError("--streaming needs --input_subscription=projects/P/subscriptions/S")
         if opts.input:
             raise ValueError("--input is for replay; a streaming job reads --input_subscription")
-        if opts.id_label and (options.view_as(StandardOptions).runner or "DirectRunner") in (
-                "DirectRunner", "BundleBasedDirectRunner"):
+        if opts.id_label and runs_locally(options):
             raise ValueError("--id_label is honoured by Dataflow only; the DirectRunner cannot read with it")
         if not (opts.ended_topic or opts.changed_topic or opts.output_dir):
             raise ValueError("--streaming needs somewhere to write: --ended_topic/--changed_topic and/or --output_dir")
@@ -85,3 +84,9 @@ def validate(options: PipelineOptions) -> GameSessionsOptions:
         if not opts.output_dir:
             raise ValueError("--output_dir=DIR is required for a replay")
     return opts
+
+
+def runs_locally(options: PipelineOptions) -> bool:
+    """The DirectRunner (Beam's default): one machine, shuffles in memory."""
+    return (options.view_as(StandardOptions).runner or "DirectRunner") in (
+        "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner", "PrismRunner")

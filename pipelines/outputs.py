@@ -1,20 +1,34 @@
-"""The file outputs both modes share: session and dead-letter tables, and
-the optional lexicon records."""
-from typing import Optional
-
+"""The file outputs of both modes: session and dead-letter tables, and the
+optional lexicon records."""
 import apache_beam as beam
 
 from pipelines.options import GameSessionsOptions
 from transforms.lexicon import WriteLexiconRecords
-from transforms.write import OUTPUT_FORMATS, WriteTables, dead_letter_rows, session_rows
+from transforms.write import OUTPUT_FORMATS, WriteSessionBatches, WriteTables, dead_letter_rows, session_rows
 
 
-def write_files(sessions, dead_letters, opts: GameSessionsOptions, flush_seconds: Optional[int] = None) -> None:
+def write_live_files(sessions, dead_letters, opts: GameSessionsOptions) -> None:
+    """`sessions`: (result, delay) elements, flushed to files every
+    --file_flush_seconds."""
     if opts.output_dir:
         rows = ((sessions | "SessionRows" >> beam.Map(session_rows),
                  dead_letters | "DeadLetterRows" >> beam.Map(dead_letter_rows))
                 | "AllRows" >> beam.Flatten())
         _ = rows | "WriteFiles" >> WriteTables(
-            opts.output_dir, OUTPUT_FORMATS[opts.output_format], flush_seconds=flush_seconds)
+            opts.output_dir, OUTPUT_FORMATS[opts.output_format], flush_seconds=opts.file_flush_seconds)
     if opts.lexicon_output:
         _ = sessions | "LexiconRecords" >> WriteLexiconRecords(opts.lexicon_output, opts.session_gap_seconds)
+
+
+def write_replay_files(session_batches, dead_letters, opts: GameSessionsOptions) -> None:
+    """`session_batches`: ReplaySessions' lists of (result, delay), each
+    written as it is."""
+    formats = OUTPUT_FORMATS[opts.output_format]
+    _ = session_batches | "WriteSessionFiles" >> WriteSessionBatches(opts.output_dir, formats)
+    _ = (dead_letters
+         | "DeadLetterRows" >> beam.Map(dead_letter_rows)
+         | "WriteDeadLetterFiles" >> WriteTables(opts.output_dir, formats))
+    if opts.lexicon_output:
+        _ = (session_batches
+             | "Results" >> beam.FlatMap(lambda batch: batch)
+             | "LexiconRecords" >> WriteLexiconRecords(opts.lexicon_output, opts.session_gap_seconds))

@@ -15,13 +15,14 @@ from apache_beam.testing.util import assert_that, equal_to
 import schemas
 from pipelines.game_sessions import main
 from sessions.events import parse_event
-from sessions.sessionizer import GameSwitch, SessionEnd
 from tests.helpers import (CHANGED, DEAD, ENDED, avro_records, dumps, expected_from_lines, jsonl_records,
                            table_files, write_lines)
 from tests.reference import canonical, dedupe, expected_records
 from tools.generate_events import generate
 from transforms.read import DEAD_LETTERS, ReadEvents
-from transforms.sessions import ReplaySessions, _CloseSessions, _decode, _encode, _GroupBatchByUser
+from transforms.batches import Batch, BatchCoder
+from transforms.sessions import (ReplaySessions, SpilledSegment, _CloseBucket, _SegmentByBucket, bucket_of,
+                                 decode_segment, encode_segment, user_buckets)
 
 T0 = 1767731000000
 GAP_MS = 300_000
@@ -60,14 +61,42 @@ def test_read_events_keeps_file_and_line_across_shards(tmp_path):
         assert_that(dead, equal_to([("invalid_json", path, 11, b'{"truncated')]), label="dead")
 
 
-def test_a_batch_leaves_as_one_element_per_user():
+def _rows(segment_bytes):
+    return [((row[0], row[1]), row[3]) for row in decode_segment(segment_bytes)]
+
+
+def test_a_batch_leaves_as_one_segment_per_user_bucket():
     events = [parse_event(dumps(e).encode()) for e in
-              [ev(1, 0), ev(2, 100_000, user="u2"), ev(3, 200_000, "win"), ev(4, GAP_MS * 3, user="u2")]]
-    out = list(_GroupBatchByUser().process([(("f", i), e) for i, e in enumerate(events)]))
-    assert sorted((user, [(a, e.event_id) for a, e in _decode(user, blob)]) for user, blob in out) == [
-        ("u1", [(("f", 0), "e1"), (("f", 2), "e3")]),
-        ("u2", [(("f", 1), "e2"), (("f", 3), "e4")]),
-    ]
+              [ev(1, 0), ev(2, 100_000, user="u4"), ev(3, 200_000, "win"), ev(4, GAP_MS * 3, user="u4")]]
+    assert bucket_of("u1", 2) != bucket_of("u4", 2)
+    out = list(_SegmentByBucket(2, None).process([(("f", i), e) for i, e in enumerate(events)]))
+    assert sorted((bucket, _rows(segment)) for bucket, segment in out) == sorted([
+        (bucket_of("u1", 2), [(("f", 0), "e1"), (("f", 2), "e3")]),
+        (bucket_of("u4", 2), [(("f", 1), "e2"), (("f", 3), "e4")]),
+    ])
+
+
+def test_a_segment_keeps_every_field_exactly():
+    event = parse_event(dumps({**ev(1, 0, kind="bet_win"), "bet_bonus_amount": "0.000000001", "win_amount": "12.5",
+                               "game_name": "Book of Dead", "platform": "ios", "client_version": "5.1",
+                               "currency": "EUR"}).encode())
+    (row,) = decode_segment(encode_segment([(("day.jsonl", 7), event)]))
+    assert row[:2] == ("day.jsonl", 7)
+    assert row[2:] == (*event[:6], "1.000000001", "12.5", *event[8:])
+
+
+def test_spilled_segments_are_addresses_in_one_file_per_batch(tmp_path):
+    events = [parse_event(dumps(ev(i, i * 1000, user=f"u{i % 5}")).encode()) for i in range(40)]
+    batch = [(("f", i), e) for i, e in enumerate(events)]
+    inline = dict(_SegmentByBucket(3, None).process(batch))
+    spilled = dict(_SegmentByBucket(3, str(tmp_path / "spill")).process(batch))
+    assert set(spilled) == set(inline)
+    assert len({s.path for s in spilled.values()}) == 1
+    for bucket, segment in spilled.items():
+        assert isinstance(segment, SpilledSegment)
+        with open(segment.path, "rb") as f:
+            f.seek(segment.offset)
+            assert f.read(segment.length) == inline[bucket]
 
 
 def test_copies_are_one_event_even_with_different_times_in_different_batches():
@@ -76,23 +105,50 @@ def test_copies_are_one_event_even_with_different_times_in_different_batches():
     later_copy = parse_event(dumps(ev(1, GAP_MS * 2)).encode())
     with BeamTestPipeline() as p:
         sessions = (p | beam.Create([[(("b", 9), later_copy)], [(("a", 1), first)]]) | ReplaySessions(300)
-                    | beam.Map(lambda rd: (rd[0].start, rd[0].metrics.bets_count)))
+                    | beam.FlatMap(lambda batch: [(rd[0].start, rd[0].metrics.bets_count) for rd in batch]))
         assert_that(sessions, equal_to([(T0, 1)]))
 
 
-def test_close_sessions_counts_duplicates_and_applies_the_rules():
+def test_close_bucket_counts_duplicates_and_applies_the_rules():
     bet = parse_event(dumps(ev(1, 0)).encode())
     switch = parse_event(dumps(ev(2, 1000, game="B")).encode())
-    fn = _CloseSessions(GAP_MS)
+    other = parse_event(dumps(ev(3, 0, user="u2")).encode())
+    fn = _CloseBucket(GAP_MS)
     fn.setup()
-    results = list(fn.process(("u1", [_encode([(("f", 2), bet), (("f", 3), switch)]), _encode([(("f", 1), bet)])])))
-    assert [type(r) for r, _ in results] == [GameSwitch, SessionEnd]
-    assert [d for _, d in results] == [0, 300]
+    (results,) = fn.process((0, [encode_segment([(("f", 2), bet), (("f", 3), switch), (("f", 4), other)]),
+                                 encode_segment([(("f", 1), bet)])]))
+    assert isinstance(results, Batch)
+    assert sorted((r.user_id, type(r).__name__, d) for r, d in results) == [
+        ("u1", "GameSwitch", 0), ("u1", "SessionEnd", 300), ("u2", "SessionEnd", 300)]
 
 
-def test_sessions_are_exact_whatever_the_batching():
+def test_a_batch_is_sized_from_its_length_not_by_pickling_it():
+    """Beam samples emitted elements' sizes by encoding them: a pickled batch
+    of thousands of events cost seconds per million events."""
+    batch = Batch([(("f", n), parse_event(dumps(ev(n, n)).encode())) for n in range(1000)])
+    coder = BatchCoder()
+    assert coder.decode(coder.encode(batch)) == batch
+    assert coder.get_impl().estimate_size(batch) < 250_000
+
+
+def test_user_buckets_follow_the_input_size(tmp_path, monkeypatch):
+    import transforms.sessions as replay_sessions
+    monkeypatch.setattr(replay_sessions, "BUCKET_INPUT_BYTES", 1000)
+    small, large, packed = tmp_path / "small.jsonl", tmp_path / "large.jsonl", tmp_path / "large.jsonl.gz"
+    small.write_bytes(b"x" * 10)
+    large.write_bytes(b"x" * 4500)
+    packed.write_bytes(b"x" * 500)
+    assert user_buckets([str(small)]) == 1
+    assert user_buckets([str(large)]) == 5
+    assert user_buckets([str(small), str(large)]) == 5
+    assert user_buckets([str(packed)]) == 4
+
+
+@pytest.mark.parametrize("buckets,spill", [(1, False), (7, False), (7, True)])
+def test_sessions_are_exact_whatever_the_batching_and_bucketing(buckets, spill, tmp_path):
     """A day split into random batches (so sessions span bundles and arrive
-    out of order) gives exactly the reference sessions."""
+    out of order) gives exactly the reference sessions, in any number of
+    buckets, shuffled inline or spilled; the spill is removed at the end."""
     rng = random.Random(5)
     lines = [line for line in generate(3000, seed=3) if line]
     events = []
@@ -106,12 +162,15 @@ def test_sessions_are_exact_whatever_the_batching():
     ref_ended, ref_changed, _ = expected_records(dedupe([e for _, e in events]), GAP_MS)
     rng.shuffle(events)
     batches = [events[i:i + 97] for i in range(0, len(events), 97)]
+    spill_dir = str(tmp_path / "spill") if spill else None
     with BeamTestPipeline() as p:
-        results = (p | beam.Create(batches) | ReplaySessions(300)
-                   | beam.Map(lambda rd: (rd[0].event_type, json.dumps(rd[0].record(rd[1]), default=str))))
+        results = (p | beam.Create(batches) | ReplaySessions(300, buckets, spill_dir)
+                   | beam.FlatMap(lambda batch: [
+                       (rd[0].event_type, json.dumps(rd[0].record(rd[1]), default=str)) for rd in batch]))
         expected = [(ENDED, json.dumps(r, default=str)) for r in ref_ended] + [
             (CHANGED, json.dumps(r, default=str)) for r in ref_changed]
         assert_that(results, _same_records(expected))
+    assert not os.path.exists(tmp_path / "spill")
 
 
 def test_a_win_at_a_bets_millisecond_in_another_bundle_joins_its_session():
@@ -120,7 +179,7 @@ def test_a_win_at_a_bets_millisecond_in_another_bundle_joins_its_session():
     win = parse_event(dumps(ev(2, 0, kind="win", amount="4.2")).encode())
     with BeamTestPipeline() as p:
         wins = (p | beam.Create([[(("f", 1), bet)], [(("f", 2), win)]]) | ReplaySessions(300)
-                | beam.Map(lambda rd: rd[0].metrics.wins_count))
+                | beam.FlatMap(lambda batch: [rd[0].metrics.wins_count for rd in batch]))
         assert_that(wins, equal_to([1]))
 
 

@@ -5,8 +5,8 @@ every bet had the window [t, t + gap) and every win or rollback a 1 ms point
 window [t, t + 1 ms): bets merge when less than `gap` apart, and a non-bet
 joins the session with start <= t < end + gap without stretching it. The
 replay computes exactly that, but lets the shared `Sessionizer` do the cutting
-after one GroupByKey per user in the global window, instead of leaving the
-merge to the runner:
+after one GroupByKey in the global window, instead of leaving the merge to
+the runner:
 - Flink's batch runner merges session windows by sorting them on their end
   (`SortingFlinkCombineRunner`, apache/beam#14120), which is only right when
   every window has the same length; windows pre-merged per worker do not, and
@@ -14,57 +14,147 @@ merge to the runner:
 - The same rules then run unchanged in replay and live (transforms/live.py),
   and duplicates are found across a user's whole input, not within one window.
 
-Shuffling one element per event is what makes naive Beam sessions slow, so
-each parsed batch leaves as one element per user: a compressed blob of
-primitive tuples (pickling Event namedtuples with Decimals one by one cost
-more than all the session logic, and the DirectRunner holds a batch shuffle
-in memory).
+What crosses the shuffle is sized for speed and flat memory:
+- Users are hashed into a fixed number of buckets (about `BUCKET_INPUT_BYTES`
+  of input each), and each parsed batch leaves as one compressed columnar
+  segment per bucket: a few thousand elements for a million events, where
+  one element per event is what makes naive Beam sessions slow.
+- The DirectRunner holds a batch shuffle in its own memory, so there the
+  segments are spilled to local files and only their addresses are shuffled;
+  a bucket's events are in memory only while that bucket is sessionized.
+  Runners with a real shuffle (Dataflow, Flink) carry the segments inline.
+- A bucket's results leave as one list, so its files are written without
+  another shuffle (transforms/write.py).
 """
-import pickle
+import hashlib
+import math
+import marshal
+import os
+import shutil
 import zlib
 from collections import defaultdict
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Iterable, List, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 
 from sessions.events import Event
-from sessions.sessionizer import GameSwitch, first_copies, sessionize
+from sessions.sessionizer import GameSwitch, Result, first_copies, sessionize
+from transforms.batches import Batch
 from transforms.counters import SessionCounters
 
+BUCKET_INPUT_BYTES = 16 * 1024 * 1024
+# Rough inflation of compressed and binary inputs, only to size the buckets.
+_EXPANSION = {CompressionTypes.UNCOMPRESSED: 1, CompressionTypes.GZIP: 8, CompressionTypes.BZIP2: 10,
+              CompressionTypes.ZSTD: 8, CompressionTypes.DEFLATE: 8}
+_AVRO_EXPANSION = 3
 
-def _encode(items) -> bytes:
-    return zlib.compress(pickle.dumps([
-        (arrival, e.event_id, e.event_type, e.occurred_at, e.game_id, e.game_name,
-         None if e.stake is None else str(e.stake), None if e.payout is None else str(e.payout),
-         e.platform, e.client_version, e.currency)
-        for arrival, e in items], protocol=pickle.HIGHEST_PROTOCOL), 1)
-
-
-def _decode(user_id: str, blob: bytes):
-    return [
-        (arrival, Event(user_id, event_id, event_type, occurred_at, game_id, game_name,
-                        None if stake is None else Decimal(stake), None if payout is None else Decimal(payout),
-                        platform, client_version, currency))
-        for arrival, event_id, event_type, occurred_at, game_id, game_name, stake, payout, platform,
-        client_version, currency in pickle.loads(zlib.decompress(blob))]
+# (result, gs_event_delay_seconds): what a session transform emits.
+ResultDelay = Tuple[Result, int]
 
 
-class _GroupBatchByUser(beam.DoFn):
-    """One batch of events -> one (user_id, blob) per user in it."""
+@dataclass(frozen=True)
+class SpilledSegment:
+    """Where a spilled segment's bytes are: a range of a local file."""
+    path: str
+    offset: int
+    length: int
 
-    def process(self, batch: List[tuple]) -> Iterable[Tuple[str, bytes]]:
-        by_user = defaultdict(list)
+
+Segment = Union[bytes, SpilledSegment]
+
+
+def user_buckets(paths: Sequence[str]) -> int:
+    """How many user buckets a replay of these files uses: about one per
+    BUCKET_INPUT_BYTES of (uncompressed) input."""
+    total = 0
+    for match in FileSystems.match(list(paths)):
+        for metadata in match.metadata_list:
+            expansion = _EXPANSION.get(CompressionTypes.detect_compression_type(metadata.path), 1)
+            if metadata.path.lower().endswith(".avro"):
+                expansion = _AVRO_EXPANSION
+            total += metadata.size_in_bytes * expansion
+    return max(1, math.ceil(total / BUCKET_INPUT_BYTES))
+
+
+def bucket_of(user_id: str, buckets: int) -> int:
+    """Stable across processes and runs (str hash() is salted per process)."""
+    return zlib.crc32(user_id.encode("utf-8")) % buckets
+
+
+def encode_segment(items: Sequence[Tuple[Tuple[str, int], Event]]) -> bytes:
+    """(arrival, Event)s -> compressed columns of primitives: marshal is the
+    cheapest serializer of str/int/None, and columns compress best."""
+    files, lines, events = [], [], []
+    for (file, line), event in items:
+        files.append(file)
+        lines.append(line)
+        events.append(event)
+    columns = list(zip(*events))
+    columns[6] = [None if stake is None else str(stake) for stake in columns[6]]
+    columns[7] = [None if payout is None else str(payout) for payout in columns[7]]
+    return zlib.compress(marshal.dumps((files, lines, *columns)), 1)
+
+
+def decode_segment(data: bytes) -> List[tuple]:
+    """The rows of a segment: (file, line, user_id, event_id, ..., currency),
+    amounts still as decimal strings."""
+    return list(zip(*marshal.loads(zlib.decompress(data))))
+
+
+def _event(row: tuple) -> Tuple[Tuple[str, int], Event]:
+    file, line, user_id, event_id, event_type, occurred_at, game_id, game_name, stake, payout, *rest = row
+    return (file, line), Event(user_id, event_id, event_type, occurred_at, game_id, game_name,
+                               None if stake is None else Decimal(stake),
+                               None if payout is None else Decimal(payout), *rest)
+
+
+class _SegmentByBucket(beam.DoFn):
+    """One batch of (arrival, Event) -> one (bucket, segment) per user bucket
+    in it; spilled to a file under `spill_dir` when one is given."""
+
+    def __init__(self, buckets: int, spill_dir: Optional[str]):
+        self._buckets = buckets
+        self._spill_dir = spill_dir
+
+    def process(self, batch: List[tuple]) -> Iterable[Tuple[int, Segment]]:
+        if not batch:
+            return
+        by_bucket = defaultdict(list)
         for arrival_event in batch:
-            by_user[arrival_event[1].user_id].append(arrival_event)
-        for user_id, items in by_user.items():
-            yield user_id, _encode(items)
+            by_bucket[bucket_of(arrival_event[1].user_id, self._buckets)].append(arrival_event)
+        segments = [(bucket, encode_segment(items)) for bucket, items in sorted(by_bucket.items())]
+        if self._spill_dir is None:
+            yield from segments
+            return
+        # Named by the batch's first arrival: a retried bundle rewrites the same file.
+        first_file, first_line = batch[0][0]
+        name = hashlib.sha1(f"{first_file}\n{first_line}".encode("utf-8", "surrogateescape")).hexdigest()
+        path = os.path.join(self._spill_dir, f"{name}.segments")
+        os.makedirs(self._spill_dir, exist_ok=True)
+        offset = 0
+        with open(path, "wb") as f:
+            for bucket, data in segments:
+                f.write(data)
+                yield bucket, SpilledSegment(path, offset, len(data))
+                offset += len(data)
 
 
-class _CloseSessions(beam.DoFn):
-    """All of a user's events -> their sessions' game switches and ends,
-    computed by the shared pure rules. Emits (result, gs_event_delay_seconds)
-    with the delays a perfect live run would have (SPEC §3.1, §3.2)."""
+def _segment_bytes(segment: Segment) -> bytes:
+    if isinstance(segment, bytes):
+        return segment
+    with open(segment.path, "rb") as f:
+        f.seek(segment.offset)
+        return f.read(segment.length)
+
+
+class _CloseBucket(beam.DoFn):
+    """All events of a bucket's users -> the list of their sessions' game
+    switches and ends, computed by the shared pure rules, each with the delay
+    a perfect live run would have (SPEC §3.1, §3.2)."""
 
     def __init__(self, gap_ms: int):
         self._gap_ms = gap_ms
@@ -72,27 +162,57 @@ class _CloseSessions(beam.DoFn):
     def setup(self):
         self._counters = SessionCounters()
 
-    def process(self, user_blobs):
-        user_id, blobs = user_blobs
-        events, duplicates = first_copies(item for blob in blobs for item in _decode(user_id, blob))
-        self._counters.used.inc(len(events))
-        self._counters.duplicates.inc(duplicates)
-        yield from self._counters.emitted(sessionize(user_id, events, self._gap_ms), self._delay)
+    def process(self, bucket_segments) -> Iterable[Batch]:
+        _, segments = bucket_segments
+        rows_by_user = defaultdict(list)
+        for segment in segments:
+            for row in decode_segment(_segment_bytes(segment)):
+                rows_by_user[row[2]].append(row)
+        results = []
+        for user_id, rows in rows_by_user.items():
+            events, duplicates = first_copies(_event(row) for row in rows)
+            self._counters.used.inc(len(events))
+            self._counters.duplicates.inc(duplicates)
+            results.extend(self._counters.emitted(sessionize(user_id, events, self._gap_ms), self._delay))
+        if results:
+            yield Batch(results)
 
     def _delay(self, result) -> int:
         return 0 if isinstance(result, GameSwitch) else self._gap_ms // 1000
 
 
-class ReplaySessions(beam.PTransform):
-    """Batches of (arrival, Event) -> (GameSwitch | SessionEnd, delay seconds)."""
+class _RemoveSpill(beam.DoFn):
+    def __init__(self, spill_dir: str):
+        self._spill_dir = spill_dir
 
-    def __init__(self, gap_seconds: int):
+    def process(self, _):
+        shutil.rmtree(self._spill_dir, ignore_errors=True)
+
+
+class ReplaySessions(beam.PTransform):
+    """Batches of (arrival, Event) -> lists of (GameSwitch | SessionEnd,
+    delay seconds), one list per user bucket.
+
+    `spill_dir`: a local folder, unique to the run, for the segments between
+    parsing and sessionizing (DirectRunner); removed once every bucket is
+    closed. None: the runner's shuffle carries them."""
+
+    def __init__(self, gap_seconds: int, buckets: int = 1, spill_dir: Optional[str] = None):
         super().__init__()
+        if buckets < 1:
+            raise ValueError(f"buckets must be >= 1, got {buckets}")
         self._gap_seconds = gap_seconds
+        self._buckets = buckets
+        self._spill_dir = spill_dir
 
     def expand(self, batches):
-        return (
+        results = (
             batches
-            | "ByUser" >> beam.ParDo(_GroupBatchByUser())
-            | "GroupByUser" >> beam.GroupByKey()
-            | "CloseSessions" >> beam.ParDo(_CloseSessions(self._gap_seconds * 1000)))
+            | "SegmentByBucket" >> beam.ParDo(_SegmentByBucket(self._buckets, self._spill_dir))
+            | "GroupByBucket" >> beam.GroupByKey()
+            | "CloseBuckets" >> beam.ParDo(_CloseBucket(self._gap_seconds * 1000)).with_output_types(Batch))
+        if self._spill_dir is not None:
+            _ = (results
+                 | "AllBucketsClosed" >> beam.combiners.Count.Globally()
+                 | "RemoveSpill" >> beam.ParDo(_RemoveSpill(self._spill_dir)))
+        return results

@@ -8,7 +8,8 @@ file, and replaying the same input twice gives identical files.
 """
 import hashlib
 import io
-from typing import Iterable, Optional, Sequence, Tuple
+from collections import defaultdict
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import fastavro
@@ -38,7 +39,9 @@ def dead_letter_rows(dead_letter) -> TableRow:
     return schemas.DEAD_LETTER, None, dead_letter.to_json()
 
 
-class _WriteGroup(beam.DoFn):
+class _WriteFiles(beam.DoFn):
+    """((table, partition), rows) groups -> files."""
+
     def __init__(self, output_dir: str, formats: Sequence[str]):
         self._output_dir = output_dir
         self._formats = tuple(formats)
@@ -48,12 +51,16 @@ class _WriteGroup(beam.DoFn):
 
     def process(self, group) -> Iterable[str]:
         (table, partition), lines = group
+        yield from self._write(table, partition, lines)
+
+    def _write(self, table: str, partition: Optional[str], lines: Iterable[str]) -> List[str]:
+        """One file per format of a table partition's rows."""
         lines = sorted(lines)
         body = "".join(line + "\n" for line in lines).encode("utf-8")
         digest = hashlib.sha256(body).hexdigest()
         folder = FileSystems.join(self._output_dir, table, *([f"dt={partition}"] if partition else []))
-        formats = (JSONL,) if table == schemas.DEAD_LETTER else self._formats
-        for fmt in formats:
+        paths = []
+        for fmt in ((JSONL,) if table == schemas.DEAD_LETTER else self._formats):
             if fmt == JSONL:
                 data = body
             else:
@@ -65,7 +72,19 @@ class _WriteGroup(beam.DoFn):
             path = FileSystems.join(folder, f"part-{digest[:24]}.{fmt}")
             write_atomically(path, data)
             self._files.inc()
-            yield path
+            paths.append(path)
+        return paths
+
+
+class _WriteSessionBatch(_WriteFiles):
+    """One replay bucket's (result, delay)s -> files, per table partition."""
+
+    def process(self, results) -> Iterable[str]:
+        by_partition = defaultdict(list)
+        for table, partition, line in map(session_rows, results):
+            by_partition[table, partition].append(line)
+        for (table, partition), lines in sorted(by_partition.items()):
+            yield from self._write(table, partition, lines)
 
 
 def write_atomically(path: str, data: bytes) -> None:
@@ -101,4 +120,18 @@ class WriteTables(beam.PTransform):
         return (
             keyed
             | "GroupFiles" >> beam.GroupByKey()
-            | "WriteFiles" >> beam.ParDo(_WriteGroup(self._output_dir, self._formats)))
+            | "WriteFiles" >> beam.ParDo(_WriteFiles(self._output_dir, self._formats)))
+
+
+class WriteSessionBatches(beam.PTransform):
+    """Lists of (result, delay), one per replay bucket -> files, one per
+    table partition of each list: no shuffle, and the same input gives the
+    same lists, so the same files."""
+
+    def __init__(self, output_dir: str, formats: Sequence[str]):
+        super().__init__()
+        self._output_dir = output_dir
+        self._formats = formats
+
+    def expand(self, batches):
+        return batches | "WriteFiles" >> beam.ParDo(_WriteSessionBatch(self._output_dir, self._formats))
