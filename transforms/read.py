@@ -19,6 +19,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from sessions.events import INVALID_FIELD, INVALID_JSON, Event, InvalidEvent, parse_event, validate_event
+from transforms.batches import Batch
 from transforms.counters import InputCounters
 from transforms.dead_letters import DeadLetter, original_payload
 
@@ -135,10 +136,10 @@ class _ParseShard(beam.DoFn):
                 continue
             batch.append(((shard.path, line_no), event))
             if len(batch) >= BATCH_EVENTS:
-                yield batch
+                yield Batch(batch)
                 batch = []
         if batch:
-            yield batch
+            yield Batch(batch)
         self._counters.read.inc(read)
         self._counters.ignored.inc(ignored)
 
@@ -251,4 +252,5 @@ class ReadEvents(beam.PTransform):
             | "Files" >> beam.Create(self._paths)
             | "PlanShards" >> beam.ParDo(_PlanShards(self._shard_bytes))
             | "SpreadShards" >> beam.Reshuffle()
-            | "Parse" >> beam.ParDo(_ParseShard(self._strict)).with_outputs(DEAD_LETTERS, main="events"))
+            | "Parse" >> beam.ParDo(_ParseShard(self._strict)).with_output_types(Batch).with_outputs(
+                DEAD_LETTERS, main="events"))
