@@ -120,7 +120,7 @@ class _SegmentByBucket(beam.DoFn):
         self._buckets = buckets
         self._spill_dir = spill_dir
 
-    def process(self, batch: List[tuple]) -> Iterable[Tuple[int, Segment]]:
+    def process(self, batch) -> Iterable[Tuple[int, Segment]]:
         if not batch:
             return
         by_bucket = defaultdict(list)
