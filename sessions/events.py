@@ -94,6 +94,20 @@ def parse_event(raw: bytes, strict_event_types: bool = False) -> Optional[Event]
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise InvalidEvent(INVALID_JSON, f"not UTF-8: {e.reason} at byte {e.start}") from None
+    # json.loads spends nearly half its time in Python around the C scanner.
+    # An object that starts the text and ends it decodes to the same dict
+    # when scanned directly; anything else takes json.loads, so every error
+    # keeps json's own message. Only a flat object (its "{" the only one, no
+    # "["): json.loads runs a few frames deeper, so a deeply nested text
+    # could exceed the recursion limit there and not here.
+    if text.rfind("{") == 0 and "[" not in text:
+        try:
+            obj, end = _scan_once(text, 0)
+        except Exception:  # raised again, as json's own error, by json.loads below
+            pass
+        else:
+            if end == len(text):
+                return validate_event(obj, strict_event_types)
     try:
         obj = json.loads(text.lstrip("\ufeff"))
     except (ValueError, RecursionError) as e:
@@ -101,6 +115,11 @@ def parse_event(raw: bytes, strict_event_types: bool = False) -> Optional[Event]
     if not isinstance(obj, dict):
         raise InvalidEvent(NOT_AN_OBJECT, f"expected a JSON object, got {type(obj).__name__}")
     return validate_event(obj, strict_event_types)
+
+
+# The scanner json.loads itself uses (same settings); it clears its key memo
+# after every call.
+_scan_once = json.JSONDecoder().scan_once
 
 
 def validate_event(obj: Mapping[str, Any], strict_event_types: bool = False) -> Optional[Event]:

@@ -1,6 +1,8 @@
 """SPEC §1: parsing and validation of input events, without Beam."""
 import json
+import sys
 from decimal import Decimal
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
@@ -198,13 +200,16 @@ json_values = st.recursive(
     max_leaves=8)
 
 
-@settings(max_examples=500, deadline=None)
-@given(st.fixed_dictionaries(
+event_objects = st.fixed_dictionaries(
     {},
     optional={k: json_values | st.sampled_from(["bet", "win", "bet_win", "bet_rollback", "win_rollback",
                                                 "2026-01-06T20:23:20Z", T0, "1.5"])
               for k in ("event_id", "user_id", "event_type", "occurred_at", "game_id", "bet_amount",
-                        "bet_bonus_amount", "win_amount", "win_bonus_amount", "game_name", "platform")}))
+                        "bet_bonus_amount", "win_amount", "win_bonus_amount", "game_name", "platform")})
+
+
+@settings(max_examples=500, deadline=None)
+@given(event_objects)
 def test_arbitrary_objects_are_events_or_have_a_reason(obj):
     try:
         event = validate_event(obj)
@@ -215,3 +220,82 @@ def test_arbitrary_objects_are_events_or_have_a_reason(obj):
         assert event.event_type in ev.SUPPORTED_EVENT_TYPES
         assert isinstance(event.user_id, str) and isinstance(event.occurred_at, int)
         assert all(a is None or (a.is_finite() and a >= 0) for a in (event.stake, event.payout))
+
+
+# parse_event decodes a flat object with json's C scanner directly and
+# everything else with json.loads; both must give the same outcome.
+
+def _outcome(raw):
+    try:
+        return repr(parse_event(raw))
+    except InvalidEvent as e:
+        return e.reason, e.error
+
+
+def _outcomes(raw):
+    """parse_event's outcome, and its outcome with the fast path off, both
+    called at the same stack depth."""
+    fast = _outcome(raw)
+    with mock.patch.object(ev, "_scan_once", side_effect=StopIteration(0)):
+        slow = _outcome(raw)
+    return fast, slow
+
+
+_JSON_TOKENS = ['{', '}', '[', ']', '"', ':', ',', ' ', '\t', '\n', '\ufeff', '0', '-1', '1.5', '1e400', '10' * 20,
+                'NaN', 'Infinity', '-Infinity', 'true', 'null', '"event_type"', '"bet"', '"user_id"', '"u"',
+                '"\\ud800"', '"\\ud83c\\udfb0"', '"\\u00e9"', '\\', '\ud800', 'é']
+
+
+@st.composite
+def json_texts(draw):
+    kind = draw(st.sampled_from(["event", "value", "mutated", "tokens"]))
+    if kind == "tokens":
+        return "".join(draw(st.lists(st.sampled_from(_JSON_TOKENS), max_size=30)))
+    value = draw(event_objects if kind != "value" else json_values)
+    text = json.dumps(value, ensure_ascii=draw(st.booleans()),
+                      separators=draw(st.sampled_from([(",", ":"), (", ", ": ")])))
+    if kind == "mutated":
+        at = draw(st.integers(min_value=0, max_value=len(text)))
+        cut = draw(st.integers(min_value=0, max_value=3))
+        text = text[:at] + draw(st.sampled_from(_JSON_TOKENS)) + text[at + cut:]
+    return text
+
+
+@settings(max_examples=1000, deadline=None)
+@given(json_texts())
+def test_scanner_fast_path_agrees_with_json_loads(text):
+    fast, slow = _outcomes(text.encode("utf-8", "surrogatepass"))
+    assert fast == slow
+
+
+@pytest.mark.parametrize("text", [
+    '{"event_type":"bet","event_type":"login"}',  # duplicate keys: the last wins
+    '{"event_id":"e1","user_id":123456789012345678901234567890,"event_type":"bet","occurred_at":%d,'
+    '"game_id":"G","bet_amount":NaN}' % T0,
+    '{"event_id":"e1","user_id":"u1","event_type":"bet","occurred_at":%d,"game_id":"G","bet_amount":1e400}' % T0,
+    '{"event_id":"e1","user_id":"\\ud800","event_type":"bet","occurred_at":%d,"game_id":"G","bet_amount":"1"}' % T0,
+    '{"event_id":"e1","user_id":"u1","event_type":"bet","occurred_at":%d,"game_id":"G","bet_amount":"1"} ' % T0,
+    '{"event_id":"e1","user_id":"u1","event_type":"bet","occurred_at":%d,"game_id":"G","bet_amount":"1"}}' % T0,
+    '\ufeff{"event_type":"login"}',
+    '{"event_type":"login"',
+    '{"event_type":"login","x":' + "[" * 5000 + "]" * 5000 + "}",
+])
+def test_scanner_fast_path_edge_cases_agree_with_json_loads(text):
+    fast, slow = _outcomes(text.encode("utf-8", "surrogatepass"))
+    assert fast == slow
+
+
+def test_nesting_at_the_recursion_limit_agrees_with_json_loads():
+    outcomes = set()
+    for depth in range(sys.getrecursionlimit() - 300, sys.getrecursionlimit()):
+        fast, slow = _outcomes(b'{"event_type":"login","x":%s%s}' % (b"[" * depth, b"]" * depth))
+        assert fast == slow, depth
+        outcomes.add(fast[0] if isinstance(fast, tuple) else fast)
+    if sys.version_info < (3, 12):  # Python frames count against json's recursion limit there
+        assert outcomes == {"None", ev.INVALID_JSON}  # so the range spans it
+
+
+def test_a_flat_event_takes_the_scanner_fast_path():
+    with mock.patch.object(ev, "_scan_once", wraps=ev._scan_once) as scan:
+        assert parse(bet()).event_id == "e1"
+        assert scan.call_count == 1
