@@ -10,7 +10,7 @@ import math
 import re
 from datetime import datetime, timedelta, timezone
 from decimal import Context, Decimal, InvalidOperation
-from typing import Any, Mapping, NamedTuple, Optional
+from typing import Any, Dict, Mapping, NamedTuple, Optional
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 MIN_OCCURRED_AT_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
@@ -169,8 +169,12 @@ def validate_event(obj: Mapping[str, Any], strict_event_types: bool = False) -> 
             raise InvalidEvent(MISSING_FIELD, "a win_rollback needs win_amount or win_bonus_amount")
         payout = win_data
 
-    return Event(user_id, event_id, event_type, occurred_at, game_id, _text(obj, "game_name"), stake, payout,
-                 _text(obj, "platform"), _text(obj, "client_version"), _text(obj, "currency"))
+    # What Event(...) does, without the Python frame of its generated __new__.
+    return _new_tuple(Event, (user_id, event_id, event_type, occurred_at, game_id, _text(obj, "game_name"), stake,
+                              payout, _text(obj, "platform"), _text(obj, "client_version"), _text(obj, "currency")))
+
+
+_new_tuple = tuple.__new__
 
 
 # The hot paths below test the common shape first (an ASCII string, a plain
@@ -217,10 +221,18 @@ def _amount(obj, field) -> Optional[Decimal]:
     value = obj.get(field)
     if value is None:
         return None
-    if type(value) is str and _PLAIN_AMOUNT.fullmatch(value):
-        amount = Decimal(value)
-        if amount < AMOUNT_LIMIT:
-            return amount if amount else _ZERO
+    if type(value) is str:
+        amount = _PLAIN_AMOUNTS.get(value)
+        if amount is not None:
+            return amount
+        if _PLAIN_AMOUNT.fullmatch(value):
+            amount = Decimal(value) or _ZERO
+            if len(_PLAIN_AMOUNTS) >= _PLAIN_AMOUNTS_MAX:
+                _PLAIN_AMOUNTS.clear()
+            _PLAIN_AMOUNTS[value] = amount
+            return amount
+    elif type(value) is int and 0 <= value < _INT_AMOUNT_LIMIT:
+        return Decimal(value)
     if isinstance(value, bool):
         raise InvalidEvent(INVALID_FIELD, f"{field} must be a number, not a boolean")
     try:
@@ -249,9 +261,16 @@ def _amount(obj, field) -> Optional[Decimal]:
     return amount if amount else Decimal(0)  # -0 becomes 0
 
 
-# Digits with at most the allowed fraction digits: valid by construction.
+# Digits with at most the allowed fraction digits: valid, and below
+# AMOUNT_LIMIT, by construction.
 _PLAIN_AMOUNT = re.compile(r"\d{1,20}(?:\.\d{0,%d})?" % AMOUNT_MAX_FRACTION_DIGITS)
 _ZERO = Decimal(0)
+_INT_AMOUNT_LIMIT = int(AMOUNT_LIMIT)
+# Amount strings repeat (stakes come in a few denominations), so their
+# Decimals, immutable, are reused instead of parsed again. Bounded: varied
+# payouts only churn it.
+_PLAIN_AMOUNTS: Dict[str, Decimal] = {}
+_PLAIN_AMOUNTS_MAX = 4096
 
 
 def _total(real: Optional[Decimal], bonus: Optional[Decimal]) -> Optional[Decimal]:
@@ -303,11 +322,13 @@ def rfc3339_to_ms(text: str) -> int:
         raise InvalidEvent(INVALID_FIELD, f"occurred_at {text[:40]!r}: {e}") from None
     if sign:
         offset = timedelta(hours=int(off_h), minutes=int(off_m))
-        if offset >= timedelta(hours=24):
+        if offset >= _DAY:
             raise InvalidEvent(INVALID_FIELD, f"occurred_at {text[:40]!r} has an impossible offset")
         moment = moment - offset if sign == "+" else moment + offset
     millis = int((fraction or "0")[:3].ljust(3, "0"))
-    return int((moment - _EPOCH) // timedelta(milliseconds=1)) + millis
+    since_epoch = moment - _EPOCH  # whole seconds: no microseconds to add
+    return since_epoch.days * 86_400_000 + since_epoch.seconds * 1000 + millis
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_DAY = timedelta(days=1)

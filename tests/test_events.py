@@ -1,6 +1,7 @@
 """SPEC §1: parsing and validation of input events, without Beam."""
 import json
 import sys
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from unittest import mock
 
@@ -81,7 +82,7 @@ def test_timestamp_range_bounds_are_inclusive_exclusive():
 
 
 @pytest.mark.parametrize("amount", [-1, "-0.01", "NaN", "Infinity", "abc", True, [1], "1e20",
-                                    "0.0000000001"])
+                                    "0.0000000001", 10 ** 20, "100000000000000000000"])
 def test_bad_amounts_are_invalid_fields(amount):
     assert reason_of(bet(bet_amount=amount)) == ev.INVALID_FIELD
 
@@ -220,6 +221,46 @@ def test_arbitrary_objects_are_events_or_have_a_reason(obj):
         assert event.event_type in ev.SUPPORTED_EVENT_TYPES
         assert isinstance(event.user_id, str) and isinstance(event.occurred_at, int)
         assert all(a is None or (a.is_finite() and a >= 0) for a in (event.stake, event.payout))
+
+
+def test_events_have_every_field():
+    assert len(parse(bet())) == len(ev.Event._fields)
+
+
+def test_int_amounts_up_to_the_limit():
+    assert parse(bet(bet_amount=10 ** 20 - 1)).stake == Decimal(10 ** 20 - 1)
+    assert repr(parse(bet(bet_amount=0)).stake) == "Decimal('0')"
+
+
+def test_zero_amount_strings_are_plain_zero():
+    for _ in range(2):  # parsed, then from the cache
+        assert repr(parse(bet(bet_amount="0.00")).stake) == "Decimal('0')"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.from_regex(ev._PLAIN_AMOUNT, fullmatch=True))
+def test_plain_amounts_equal_the_general_path(text):
+    # A leading space takes the general path (Decimal of the stripped text).
+    general = repr(parse(bet(bet_amount=" " + text)).stake)
+    assert repr(parse(bet(bet_amount=text)).stake) == general
+    assert repr(parse(bet(bet_amount=text)).stake) == general  # cached
+
+
+def test_amount_cache_is_bounded():
+    amounts = [f"{n}.25" for n in range(ev._PLAIN_AMOUNTS_MAX + 10)]
+    assert [parse(bet(bet_amount=a)).stake for a in amounts] == [Decimal(a) for a in amounts]
+    assert len(ev._PLAIN_AMOUNTS) <= ev._PLAIN_AMOUNTS_MAX
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(min_value=datetime(2, 1, 1), max_value=datetime(9998, 12, 31)),
+       st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1), st.booleans())
+def test_rfc3339_is_exact_datetime_arithmetic(moment, offset_min, zulu):
+    offset = timezone(timedelta(minutes=offset_min))
+    text = moment.isoformat() + ("Z" if zulu else moment.replace(tzinfo=offset).isoformat()[-6:])
+    aware = moment.replace(tzinfo=timezone.utc if zulu else offset)
+    expected = (aware - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(milliseconds=1)
+    assert ev.rfc3339_to_ms(text) == expected
 
 
 # parse_event decodes a flat object with json's C scanner directly and
