@@ -1,0 +1,66 @@
+"""Reading JSONL/CSV lines (transforms/read.py), without a pipeline: line
+numbers, blank lines, line endings and shard boundaries."""
+import gzip
+import os
+import tempfile
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from transforms.read import Shard, _lines, _PlanShards
+
+
+def reference_lines(data: bytes):
+    """Every line counts for the numbering; blank ones are skipped; CRs
+    before the newline (or the end) are dropped."""
+    lines = []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        line = line.rstrip(b"\r")
+        if line.strip():
+            lines.append((number, line))
+    return lines
+
+
+def write(path, data: bytes):
+    with (gzip.open(path, "wb") if path.endswith(".gz") else open(path, "wb")) as f:
+        f.write(data)
+    return path
+
+
+def sharded_lines(path, shard_bytes):
+    return [line for shard in _PlanShards(shard_bytes).process(path) for line in _lines(shard)]
+
+
+MIXED = b'{"a":1}\n\n  \t\n{"b":2}\r\n{"c":3}\r\r\n\r\nd\re\n\x0c\nlast'
+
+
+def test_numbers_count_blank_lines_and_line_endings_are_dropped(tmp_path):
+    path = write(str(tmp_path / "day.jsonl"), MIXED)
+    assert list(_lines(Shard(path, 0, None, 1))) == [
+        (1, b'{"a":1}'), (4, b'{"b":2}'), (5, b'{"c":3}'), (7, b"d\re"), (9, b"last")]
+
+
+def test_a_gzipped_file_reads_as_the_plain_one(tmp_path):
+    plain = write(str(tmp_path / "day.jsonl"), MIXED)
+    packed = write(str(tmp_path / "day.jsonl.gz"), MIXED)
+    assert list(_lines(Shard(packed, 0, None, 1))) == list(_lines(Shard(plain, 0, None, 1)))
+
+
+def test_a_shard_reads_only_its_byte_range(tmp_path):
+    path = write(str(tmp_path / "day.jsonl"), b"one\ntwo\nthree\nfour")
+    assert list(_lines(Shard(path, 4, 14, 2))) == [(2, b"two"), (3, b"three")]
+    assert list(_lines(Shard(path, 14, None, 4))) == [(4, b"four")]
+
+
+def test_empty_and_blank_files_have_no_lines(tmp_path):
+    for name, data in (("empty.jsonl", b""), ("blank.jsonl", b"\n\r\n \n")):
+        assert list(_lines(Shard(write(str(tmp_path / name), data), 0, None, 1))) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"x", b"{}", b" ", b"\t", b"\r", b"\n", b"\n", b"\r\n"]), max_size=80).map(b"".join),
+       st.integers(min_value=1, max_value=40))
+def test_shards_together_read_the_whole_file(data, shard_bytes):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write(os.path.join(tmp, "day.jsonl"), data)
+        assert sharded_lines(path, shard_bytes) == reference_lines(data)
