@@ -324,7 +324,10 @@ def rfc3339_to_ms(text: str) -> int:
         offset = timedelta(hours=int(off_h), minutes=int(off_m))
         if offset >= _DAY:
             raise InvalidEvent(INVALID_FIELD, f"occurred_at {text[:40]!r} has an impossible offset")
-        moment = moment - offset if sign == "+" else moment + offset
+        try:
+            moment = moment - offset if sign == "+" else moment + offset
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00
+            raise InvalidEvent(INVALID_FIELD, f"occurred_at {text[:40]!r} is outside the representable years") from None
     millis = int((fraction or "0")[:3].ljust(3, "0"))
     since_epoch = moment - _EPOCH  # whole seconds: no microseconds to add
     return since_epoch.days * 86_400_000 + since_epoch.seconds * 1000 + millis

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sessions import events as ev
-from sessions.events import InvalidEvent, parse_event, validate_event
+from sessions.events import InvalidEvent, parse_event, rfc3339_to_ms, validate_event
 
 T0 = 1767731000000  # 2026-01-06T20:23:20Z
 
@@ -340,3 +340,10 @@ def test_a_flat_event_takes_the_scanner_fast_path():
     with mock.patch.object(ev, "_scan_once", wraps=ev._scan_once) as scan:
         assert parse(bet()).event_id == "e1"
         assert scan.call_count == 1
+
+
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_an_offset_past_the_representable_years_is_an_invalid_field(text):
+    with pytest.raises(InvalidEvent) as e:
+        rfc3339_to_ms(text)
+    assert e.value.reason == "invalid_field"

@@ -64,3 +64,16 @@ def test_shards_together_read_the_whole_file(data, shard_bytes):
     with tempfile.TemporaryDirectory() as tmp:
         path = write(os.path.join(tmp, "day.jsonl"), data)
         assert sharded_lines(path, shard_bytes) == reference_lines(data)
+
+
+def test_a_csv_occurred_at_is_a_number_only_when_it_is_ascii_digits():
+    from transforms.read import _typed_cells
+    assert _typed_cells(["occurred_at"], ["1767731000000"]) == {"occurred_at": 1767731000000}
+    assert _typed_cells(["occurred_at"], ["²"]) == {"occurred_at": "²"}
+    assert _typed_cells(["occurred_at"], ["9" * 5000]) == {"occurred_at": "9" * 5000}
+
+
+def test_a_deeply_nested_dead_letter_lookalike_is_left_as_it_is():
+    from transforms.read import _unwrap_dead_letter
+    raw = b'{"dead_letter_reason":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert _unwrap_dead_letter(raw) == raw

@@ -190,7 +190,8 @@ def _typed_cells(columns, cells) -> dict:
     is epoch milliseconds."""
     row = {c: v for c, v in zip(columns, cells) if v != ""}
     occurred_at = row.get("occurred_at")
-    if occurred_at is not None and occurred_at.isdigit():
+    # ASCII digits only ("²" is a digit to isdigit), and few enough for int().
+    if occurred_at is not None and occurred_at.isascii() and occurred_at.isdigit() and len(occurred_at) < 20:
         row["occurred_at"] = int(occurred_at)
     return row
 
@@ -198,7 +199,7 @@ def _typed_cells(columns, cells) -> dict:
 def _unwrap_dead_letter(raw: bytes) -> bytes:
     try:
         payload = original_payload(json.loads(raw))
-    except ValueError:
+    except (ValueError, RecursionError):
         return raw
     return raw if payload is None else payload
 
