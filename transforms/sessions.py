@@ -42,7 +42,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from sessions.events import Event
-from sessions.sessionizer import GameSwitch, Result, first_copies, sessionize
+from sessions.sessionizer import GameSwitch, first_copies, sessionize
 from transforms.batches import Batch
 from transforms.counters import SessionCounters
 
@@ -51,10 +51,6 @@ BUCKET_INPUT_BYTES = 16 * 1024 * 1024
 _EXPANSION = {CompressionTypes.UNCOMPRESSED: 1, CompressionTypes.GZIP: 8, CompressionTypes.BZIP2: 10,
               CompressionTypes.ZSTD: 8, CompressionTypes.DEFLATE: 8}
 _AVRO_EXPANSION = 3
-
-# (result, gs_event_delay_seconds): what a session transform emits.
-ResultDelay = Tuple[Result, int]
-
 
 @dataclass(frozen=True)
 class SpilledSegment:
