@@ -33,13 +33,13 @@ def build_pipeline(options: PipelineOptions) -> beam.Pipeline:
 
 
 def _build_replay(options: PipelineOptions, opts: GameSessionsOptions) -> beam.Pipeline:
-    paths = match_inputs(opts.input)
+    files = match_inputs(opts.input)
     spill_dir = (os.path.join(tempfile.gettempdir(), f"game-sessions-spill-{uuid.uuid4().hex}")
                  if runs_locally(options) else None)
     pipeline = beam.Pipeline(options=options)
-    parsed = pipeline | "ReadEvents" >> ReadEvents(paths, opts.strict_event_types)
+    parsed = pipeline | "ReadEvents" >> ReadEvents([f.path for f in files], opts.strict_event_types)
     sessions = parsed.events | "Sessions" >> ReplaySessions(
-        opts.session_gap_seconds, user_buckets(paths), spill_dir)
+        opts.session_gap_seconds, user_buckets(files), spill_dir)
     write_replay_files(sessions, parsed[DEAD_LETTERS], opts)
     return pipeline
 

@@ -19,7 +19,7 @@ from tests.helpers import (CHANGED, DEAD, ENDED, avro_records, dumps, expected_f
                            table_files, write_lines)
 from tests.reference import canonical, dedupe, expected_records
 from tools.generate_events import generate
-from transforms.read import DEAD_LETTERS, ReadEvents
+from transforms.read import DEAD_LETTERS, ReadEvents, match_inputs
 from transforms.batches import Batch, BatchCoder
 from transforms.sessions import (ReplaySessions, SpilledSegment, _CloseBucket, _SegmentByBucket, bucket_of,
                                  decode_segment, encode_segment, user_buckets)
@@ -138,10 +138,10 @@ def test_user_buckets_follow_the_input_size(tmp_path, monkeypatch):
     small.write_bytes(b"x" * 10)
     large.write_bytes(b"x" * 4500)
     packed.write_bytes(b"x" * 500)
-    assert user_buckets([str(small)]) == 1
-    assert user_buckets([str(large)]) == 5
-    assert user_buckets([str(small), str(large)]) == 5
-    assert user_buckets([str(packed)]) == 4
+    assert user_buckets(match_inputs([str(small)])) == 1
+    assert user_buckets(match_inputs([str(large)])) == 5
+    assert user_buckets(match_inputs([str(small), str(large)])) == 5
+    assert user_buckets(match_inputs([str(packed)])) == 4
 
 
 @pytest.mark.parametrize("buckets,spill", [(1, False), (7, False), (7, True)])

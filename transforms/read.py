@@ -15,7 +15,7 @@ from typing import Iterable, List, Optional, Tuple
 
 import apache_beam as beam
 import fastavro
-from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystem import CompressionTypes, FileMetadata
 from apache_beam.io.filesystems import FileSystems
 
 from sessions.events import INVALID_FIELD, INVALID_JSON, Event, InvalidEvent, parse_event, validate_event
@@ -55,9 +55,10 @@ def file_format(path: str) -> str:
     return "jsonl"
 
 
-def match_inputs(patterns: Iterable[str]) -> List[str]:
-    """Every file the --input globs name; ValueError if one names nothing."""
-    paths = []
+def match_inputs(patterns: Iterable[str]) -> List[FileMetadata]:
+    """Every file the --input globs name (path and size), in path order;
+    ValueError if one names nothing."""
+    files = {}
     for pattern in patterns:
         try:
             matched = FileSystems.match([pattern])[0].metadata_list
@@ -65,8 +66,8 @@ def match_inputs(patterns: Iterable[str]) -> List[str]:
             raise ValueError(f"cannot read --input={pattern}: {e}") from None
         if not matched:
             raise ValueError(f"--input={pattern} matches no file")
-        paths.extend(sorted(m.path for m in matched))
-    return sorted(set(paths))
+        files.update((m.path, m) for m in matched)
+    return [files[path] for path in sorted(files)]
 
 
 class _PlanShards(beam.DoFn):

@@ -38,8 +38,7 @@ from decimal import Decimal
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.filesystem import CompressionTypes, FileMetadata
 
 from sessions.events import Event
 from sessions.sessionizer import GameSwitch, first_copies, sessionize
@@ -63,16 +62,15 @@ class SpilledSegment:
 Segment = Union[bytes, SpilledSegment]
 
 
-def user_buckets(paths: Sequence[str]) -> int:
+def user_buckets(files: Sequence[FileMetadata]) -> int:
     """How many user buckets a replay of these files uses: about one per
     BUCKET_INPUT_BYTES of (uncompressed) input."""
     total = 0
-    for match in FileSystems.match(list(paths)):
-        for metadata in match.metadata_list:
-            expansion = _EXPANSION.get(CompressionTypes.detect_compression_type(metadata.path), 1)
-            if metadata.path.lower().endswith(".avro"):
-                expansion = _AVRO_EXPANSION
-            total += metadata.size_in_bytes * expansion
+    for file in files:
+        expansion = _EXPANSION.get(CompressionTypes.detect_compression_type(file.path), 1)
+        if file.path.lower().endswith(".avro"):
+            expansion = _AVRO_EXPANSION
+        total += file.size_in_bytes * expansion
     return max(1, math.ceil(total / BUCKET_INPUT_BYTES))
 
 
