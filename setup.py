@@ -18,6 +18,6 @@ setuptools.setup(
         "google-cloud-pubsub>=2.18",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "duckdb>=1.0", "atheris>=2.3"],
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "duckdb>=1.0", "sqlglot>=25", "atheris>=2.3"],
     },
 )

@@ -1,11 +1,14 @@
 """The dashboard's metric definitions (sessions.reports), without Beam."""
+import re
 from datetime import datetime, timezone
 from decimal import Decimal
 
 import pytest
 
-from sessions.reports import (REPORTS, TOP_GAMES, GameSession, Player, SessionFacts, UserDay, ValueTiers, day_rows,
-                              epoch_ms, game_row, median, session_facts, sort_key, top_games, utc_day)
+from sessions.reports import (REPORTS, REPORTS_BY_NAME, TOP_GAMES, UNSEGMENTED, CurrencyPlay, DayCensus, GamePlay, GameSession, Period,
+                              Player, PlayerProfile, Players, Segmentation, SessionFacts, UserDay, ValueTiers,
+                              day_rows, epoch_ms, game_row, median, parse_day, period_row, read_players,
+                              segment_order, session_facts, sort_key, stake_tiers, top_games, utc_day)
 from transforms.report import csv_bytes, output_value
 
 T0 = 1_767_693_600_000  # 2026-01-06 10:00:00 UTC
@@ -83,25 +86,84 @@ def test_a_tier_is_never_empty_for_want_of_rounding_and_equal_stakes_share_one()
     assert tied.tier(Decimal(1)) == "High"  # all 18: 2 players ahead of each, 2 < 20% of 20
 
 
-def test_players_days_know_their_first_day_and_tier():
-    sessions = tuple(SessionFacts(f"s{i}", "u1", day, 60 * i, Decimal("1.5"), 2, ()) for i, day in
-                     enumerate(["2026-01-07", "2026-01-06", "2026-01-07"], start=1))
-    player = Player("u1", sessions)
-    assert player.stake == Decimal("4.5")
-    days = player.days(ValueTiers.from_stakes([player.stake]))
-    assert [(d.day, d.new, d.sessions, d.seconds, d.tier) for d in days] == [
-        ("2026-01-06", True, 1, 120, "Top"), ("2026-01-07", False, 2, 240, "Top")]
+def session(day, user="u1", seconds=60, stake="1", bets=2, currency=None, sid=None, games=("A",)):
+    return SessionFacts(sid or f"{day}-{user}-{seconds}-{stake}", user, day, seconds, Decimal(stake), bets,
+                        tuple(GamePlay(g, seconds, None) for g in games), currency)
+
+
+def test_a_player_s_days_are_the_period_s_and_new_is_the_first_session_of_all_the_input():
+    player = Player("u1", (session("2026-01-04"), session("2026-01-07", seconds=120), session("2026-01-07"),
+                           session("2026-01-09")))
+    days = player.days(Period("2026-01-06", "2026-01-08"))
+    assert [(d.day, d.new, d.sessions, d.seconds) for d in days] == [("2026-01-07", False, 2, 180)]
+    assert [d.new for d in player.days(Period("2026-01-04", "2026-01-09"))] == [True, False, False]
+
+
+def test_the_operator_s_registration_date_decides_who_is_new():
+    player = Player("u1", (session("2026-01-06"), session("2026-01-07")))
+    registered = PlayerProfile("u1", registered_day="2026-01-07", segment="VIP")
+    days = player.days(Period(), registered)
+    assert [(d.day, d.new, d.segment) for d in days] == [("2026-01-06", False, "VIP"), ("2026-01-07", True, "VIP")]
+    assert [d.new for d in player.days(Period(), PlayerProfile("u1"))] == [True, False]  # no date: first session
+
+
+def test_past_stakes_cover_the_30_days_before_each_day_per_currency():
+    player = Player("u1", (session("2026-01-01", stake="5", currency="EUR"),
+                           session("2026-01-02", stake="7", currency="BRL"),
+                           session("2026-01-02", stake="1", currency="EUR")))
+    past = player.past_stakes(Period("2026-01-02", "2026-02-01"))
+    assert past[:3] == [("2026-01-02", "u1", "EUR", Decimal(5)),
+                        ("2026-01-03", "u1", "BRL", Decimal(7)), ("2026-01-03", "u1", "EUR", Decimal(6))]
+    assert past[-1] == ("2026-02-01", "u1", "EUR", Decimal(1))  # 2026-01-01 is 31 days before: out of the window
+    assert all(day != "2026-01-01" for day, *_ in past)  # a day's own stake never counts for it
+
+
+def test_tiers_take_5_15_30_and_50_percent_of_players_by_stake():
+    tiers = ValueTiers.from_stakes(Decimal(n) for n in range(1, 21))  # 20 players, stakes 1..20
+    assert [tiers.tier(Decimal(n)) for n in range(20, 0, -1)] == (
+        ["Top"] + ["High"] * 3 + ["Medium"] * 6 + ["Low"] * 10)
+
+
+def test_a_tier_is_never_empty_for_want_of_rounding_and_equal_stakes_share_one():
+    assert ValueTiers.from_stakes([Decimal(7)]).tier(Decimal(7)) == "Top"
+    three = ValueTiers.from_stakes([Decimal(1), Decimal(2), Decimal(3)])
+    assert [three.tier(Decimal(n)) for n in (3, 2, 1)] == ["Top", "Medium", "Low"]
+    tied = ValueTiers.from_stakes([Decimal(5)] * 2 + [Decimal(1)] * 18)
+    assert tied.tier(Decimal(5)) == "Top"  # both: nobody has more, though 2 > 5% of 20
+    assert tied.tier(Decimal(1)) == "High"  # all 18: 2 players ahead of each, 2 < 20% of 20
+
+
+def test_each_currency_ranks_its_own_players_and_a_player_keeps_the_best_tier():
+    day = "2026-01-06"
+    past = ([(day, f"eur{i}", "EUR", Decimal(i)) for i in range(1, 21)]
+            + [(day, f"brl{i}", "BRL", Decimal(100 * i)) for i in range(1, 4)] + [(day, "eur1", "BRL", Decimal(300))])
+    tiers = stake_tiers(past)
+    # 300 BRL beats every EUR stake, but only ranks against BRL players: eur1 ties brl3 for Top there, so 200 BRL is Low.
+    assert (tiers["eur20"], tiers["eur19"], tiers["eur1"], tiers["brl3"], tiers["brl2"]) == (
+        "Top", "High", "Top", "Top", "Low")
+    assert "eur0" not in tiers
+
+
+def test_players_without_past_stake_are_low_and_operator_segments_replace_tiers():
+    users = [user_day("a", [1]), user_day("b", [1], segment="VIP"), user_day("c", [1], segment="Casual")]
+    past = [("2026-01-06", "a", None, Decimal(3))]
+    assert Segmentation().tiers(users, past) == {"a": "Top", "b": "Low", "c": "Low"}
+    segments = Segmentation(Players.of([PlayerProfile("b", segment="VIP"), PlayerProfile("c", segment="Casual")]))
+    assert segments.labels == ("Casual", "VIP", UNSEGMENTED)
+    assert segments.tiers(users, past) == {"a": UNSEGMENTED, "b": "VIP", "c": "Casual"}
+    assert segment_order(["Low", "Whale", "Top", "High"]) == ("Top", "High", "Low", "Whale")
 
 
 # ---------------------------------------------------------------- per-day rows
 
-def user_day(user, seconds, new=False, tier="Low", stake="0", bets=0, games=0):
-    return UserDay(user, "2026-01-06", tier, new, tuple(seconds), Decimal(stake), bets, games)
+def user_day(user, seconds, new=False, amounts=(), bets=0, games=0, segment=None):
+    return UserDay(user, "2026-01-06", new, tuple(seconds), bets, games,
+                   tuple(CurrencyPlay(c, n, b, Decimal(s)) for c, n, b, s in amounts), segment)
 
 
-def rows_of(users):
+def rows_of(users, past=(), segmentation=Segmentation()):
     rows = {}
-    for name, row in day_rows("2026-01-06", users):
+    for name, row in day_rows("2026-01-06", users, past, segmentation):
         rows.setdefault(name, []).append(row)
     return rows
 
@@ -116,12 +178,27 @@ def test_medians_of_players_daily_play_time_and_of_sessions():
 
 def test_averages_are_exact_and_round_half_up():
     # 2.03 / 2 = 1.015 exactly: binary floating point would give 1.01.
-    rows = rows_of([user_day("a", [1], stake="1.03", bets=3, games=2), user_day("b", [2], stake="1", bets=0, games=1)])
-    assert rows["bets_per_session"] == [{"day": "2026-01-06", "sessions": 2, "bets": 3, "stake": Decimal("2.03"),
-                                         "avg_stake_per_session": Decimal("1.02"),
+    rows = rows_of([user_day("a", [1], amounts=[(None, 1, 3, "1.03")], bets=3, games=2),
+                    user_day("b", [2], amounts=[(None, 1, 0, "1")], bets=0, games=1)])
+    assert rows["bets_per_session"] == [{"day": "2026-01-06", "sessions": 2, "bets": 3,
                                          "avg_bets_per_session": Decimal("1.50")}]
+    assert rows["bet_amounts"][0]["avg_stake_per_session"] == Decimal("1.02")
     assert rows["games_per_session"][0]["avg_unique_games_per_session"] == Decimal("1.50")
     assert rows["sessions_per_user"][0]["avg_session_seconds_per_user"] == Decimal("1.50")
+
+
+def test_bet_amounts_never_add_currencies_and_give_the_average_bet_beside_the_stake_per_session():
+    rows = rows_of([user_day("a", [1, 2, 3], amounts=[("EUR", 2, 10, "20"), ("BRL", 1, 4, "100")], bets=14),
+                    user_day("b", [1], amounts=[("EUR", 1, 10, "40")], bets=10),
+                    user_day("c", [1], amounts=[(None, 1, 1, "1")], bets=1)])
+    assert [(r["currency"], r["sessions"], r["bets"], r["stake"], r["avg_bet_amount"], r["avg_stake_per_session"])
+            for r in rows["bet_amounts"]] == [
+        (None, 1, 1, Decimal(1), Decimal(1), Decimal(1)),
+        ("BRL", 1, 4, Decimal(100), Decimal(25), Decimal(100)),
+        ("EUR", 3, 20, Decimal(60), Decimal(3), Decimal(20))]
+    # Twice the bets of the same size double the stake per session, not the average bet.
+    doubled = rows_of([user_day("b", [1], amounts=[("EUR", 1, 20, "80")], bets=20)])["bet_amounts"][0]
+    assert (doubled["avg_bet_amount"], doubled["avg_stake_per_session"]) == (Decimal(4), Decimal(80))
 
 
 def test_new_users_only_and_zero_when_there_are_none():
@@ -134,11 +211,11 @@ def test_new_users_only_and_zero_when_there_are_none():
 
 
 def test_every_tier_has_a_row_every_day():
-    rows = rows_of([user_day("a", [1, 2, 3], tier="Top"), user_day("b", [4], tier="Low"),
-                    user_day("c", [5, 6], tier="Low")])
-    assert [(r["value_tier"], r["users_with_sessions"], r["sessions"], r["avg_sessions_per_user"])
+    rows = rows_of([user_day("a", [1, 2, 3]), user_day("b", [4]), user_day("c", [5, 6])],
+                   past=[("2026-01-06", "a", "EUR", Decimal(9)), ("2026-01-06", "b", "EUR", Decimal(1))])
+    assert [(r["value_tier"], r["tier_rank"], r["users_with_sessions"], r["sessions"], r["avg_sessions_per_user"])
             for r in rows["value_tiers"]] == [
-        ("Top", 1, 3, Decimal(3)), ("High", 0, 0, 0), ("Medium", 0, 0, 0), ("Low", 2, 3, Decimal("1.5"))]
+        ("Top", 1, 1, 3, Decimal(3)), ("High", 2, 0, 0, 0), ("Medium", 3, 0, 0, 0), ("Low", 4, 2, 3, Decimal("1.5"))]
 
 
 def test_median_of_nothing_is_zero():
@@ -147,15 +224,78 @@ def test_median_of_nothing_is_zero():
     assert median([1, 2]) == Decimal("1.5")
 
 
+# ---------------------------------------------------------------- the period
+
+def test_the_period_row_counts_history_apart_and_ignores_what_comes_after():
+    census = [DayCensus("2026-01-01", 4, frozenset({"EUR"})), DayCensus("2026-01-10", 3, frozenset({"EUR", "BRL"})),
+              DayCensus("2026-01-11", 2, frozenset({None})), DayCensus("2026-01-20", 9, frozenset({"USD"}))]
+    players = Players.of([PlayerProfile("a", "2026-01-01", "VIP"), PlayerProfile("b", None, "VIP")])
+    assert period_row(Period("2026-01-10", "2026-01-12"), census, players) == [{
+        "from_date": "2026-01-10", "to_date": "2026-01-12", "history_from": "2026-01-01", "history_days": 9,
+        "history_sessions": 4, "sessions": 5, "currencies": 3, "registered_players": 1, "segments": 1}]
+    whole = period_row(Period(), census)[0]
+    assert (whole["from_date"], whole["to_date"], whole["history_days"], whole["sessions"]) == (
+        "2026-01-01", "2026-01-20", 0, 18)
+    assert period_row(Period(), []) == []
+
+
+@pytest.mark.parametrize("first, last, message", [
+    ("2026-01-08", "2026-01-07", "--from_date 2026-01-08 is after --to_date 2026-01-07"),
+])
+def test_a_period_that_ends_before_it_starts_is_refused(first, last, message):
+    with pytest.raises(ValueError, match=message):
+        Period(first, last)
+
+
+@pytest.mark.parametrize("text", ["2026-1-6", "20260106", "2026-02-30", "yesterday", ""])
+def test_days_are_yyyy_mm_dd(text):
+    with pytest.raises(ValueError, match="--from_date must be a date as YYYY-MM-DD"):
+        parse_day(text, "--from_date")
+
+
+# ---------------------------------------------------------------- the operator's players file
+
+def test_players_files_in_csv_and_jsonl_read_the_same():
+    csv_lines = ["segment,user_id,registered_at,email", "VIP,u1,2026-01-05,a@b", ",u2,,",
+                 "Casual,u3,2026-01-05T23:30:00-02:00,", ""]
+    jsonl_lines = ['{"user_id": "u1", "segment": "VIP", "registered_at": "2026-01-05"}', '{"user_id": "u2"}',
+                   '{"user_id": "u3", "segment": "Casual", "registered_at": 1767670200000}']
+    expected = [PlayerProfile("u1", "2026-01-05", "VIP"), PlayerProfile("u2"),
+                PlayerProfile("u3", "2026-01-06", "Casual")]
+    assert read_players(csv_lines, "p.csv")[1] == expected
+    assert read_players(jsonl_lines, "p.jsonl.gz")[1] == expected
+    assert read_players(['{"user_id": 42}'], "p.jsonl")[1] == [PlayerProfile("42")]
+    assert Players.of(expected) == Players(registered=2, segments=("Casual", "VIP"))
+
+
+@pytest.mark.parametrize("name, lines, message", [
+    ("p.txt", [], "--players=p.txt: name it .csv or .jsonl"),
+    ("p.csv", [], "--players=p.csv: empty, not even a CSV header"),
+    ("p.csv", ["id,segment"], "the CSV header has no user_id column"),
+    ("p.csv", ["user_id,segment", "u1,VIP,extra"], "line 2: 3 fields where the header has 2"),
+    ("p.jsonl", ['{"user_id": "u1"}', "[1]"], "line 2: not a JSON object"),
+    ("p.jsonl", ["{"], "line 1: not JSON"),
+    ("p.jsonl", ['{"segment": "VIP"}'], "line 1: user_id must be a non-empty string or integer"),
+    ("p.jsonl", ['{"user_id": "u1", "registered_at": "2026-01-06 10:00"}'], "line 1: registered_at must be"),
+    ("p.jsonl", ['{"user_id": "u1", "segment": 3}'], "line 1: segment must be a string"),
+    ("p.jsonl", ['{"user_id": "u1"}', '{"user_id": "u1"}'], "line 2: user_id 'u1' appears twice"),
+])
+def test_a_bad_players_file_is_one_line_naming_the_line(name, lines, message):
+    with pytest.raises(ValueError, match=re.escape(message)) as error:
+        read_players(lines, name)
+    assert "\n" not in str(error.value)
+
+
 # ---------------------------------------------------------------- games
 
-def test_a_game_row_counts_per_player_day_and_players_who_came_back():
+def test_a_game_row_counts_per_player_day_and_players_who_came_back_on_a_later_day():
     plays = [GameSession("u1", "2026-01-06", 100, "Game A"), GameSession("u1", "2026-01-06", 50, None),
-             GameSession("u1", "2026-01-07", 30, None), GameSession("u2", "2026-01-06", 21, None)]
+             GameSession("u1", "2026-01-07", 30, None), GameSession("u2", "2026-01-06", 21, None),
+             GameSession("u2", "2026-01-06", 1, None)]  # a break of a few minutes is not coming back
     row = game_row("A", plays)
     assert row == {"rank": 0, "game_id": "A", "game_name": "Game A", "players": 2, "player_days": 3,
-                   "sessions": 4, "play_seconds": 201, "sessions_per_user": Decimal("1.33"),
-                   "duration_per_user_seconds": Decimal(67), "returning_players": 1,
+                   "sessions": 5, "play_seconds": 202, "sessions_per_user": Decimal("1.67"),
+                   "duration_per_user_seconds": Decimal("67.33"), "returning_players": 1,
                    "stickiness_pct": Decimal(50)}
     assert game_row("B", plays[-1:])["game_name"] == "B"  # never switched away from: no name known
 
@@ -171,22 +311,26 @@ def test_top_games_by_players_then_sessions_then_id_and_cut_at_the_limit():
 # ---------------------------------------------------------------- output
 
 def test_output_rounds_amounts_half_up_to_cents_and_keeps_counts():
-    report = next(r for r in REPORTS if r.name == "bets_per_session")
-    amount, count = report.columns[3], report.columns[1]
+    report = REPORTS_BY_NAME["bet_amounts"]
+    amount, count = report.columns[4], report.columns[2]
     assert output_value(amount, Decimal("2.005")) == Decimal("2.01")
     assert str(output_value(amount, Decimal(0))) == "0.00"
     assert output_value(count, 7) == 7
-    row = {"day": "2026-01-06", "sessions": 2, "bets": 3, "stake": Decimal("2.005"),
-           "avg_stake_per_session": Decimal("1.0025"), "avg_bets_per_session": Decimal("1.5")}
-    assert csv_bytes(report, [row]).decode() == (
-        "day,sessions,bets,stake,avg_stake_per_session,avg_bets_per_session\n2026-01-06,2,3,2.01,1.00,1.50\n")
+    row = {"day": "2026-01-06", "currency": None, "sessions": 2, "bets": 3, "stake": Decimal("2.005"),
+           "avg_bet_amount": Decimal("0.668333"), "avg_stake_per_session": Decimal("1.0025")}
+    assert csv_bytes(report, [row, {**row, "currency": "EUR"}]).decode() == (
+        "day,currency,sessions,bets,stake,avg_bet_amount,avg_stake_per_session\n"
+        "2026-01-06,,2,3,2.01,0.67,1.00\n2026-01-06,EUR,2,3,2.01,0.67,1.00\n")
 
 
-def test_rows_sort_by_day_then_tier_order_or_by_rank():
-    rows = [{"day": "2026-01-07", "value_tier": "Top"}, {"day": "2026-01-06", "value_tier": "Low"},
-            {"day": "2026-01-06", "value_tier": "High"}]
+def test_rows_sort_by_day_then_tier_order_or_currency_or_by_rank():
+    rows = [{"day": "2026-01-07", "value_tier": "Top", "tier_rank": 1},
+            {"day": "2026-01-06", "value_tier": "Low", "tier_rank": 4},
+            {"day": "2026-01-06", "value_tier": "High", "tier_rank": 2}]
     assert [(r["day"], r["value_tier"]) for r in sorted(rows, key=sort_key)] == [
         ("2026-01-06", "High"), ("2026-01-06", "Low"), ("2026-01-07", "Top")]
+    currencies = [{"day": "2026-01-06", "currency": c} for c in ("EUR", None, "BRL")]
+    assert [r["currency"] for r in sorted(currencies, key=sort_key)] == [None, "BRL", "EUR"]
     assert sorted([{"rank": 2}, {"rank": 1}], key=sort_key) == [{"rank": 1}, {"rank": 2}]
 
 

@@ -11,14 +11,16 @@ import csv
 import html
 import io
 import math
+import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Dict, List, Sequence, Tuple
 
 from apache_beam.io.filesystems import FileSystems
 
-from sessions.reports import (BETS_PER_SESSION, GAMES_PER_SESSION, NEW_USERS, REPORTS, SESSION_LENGTH,
-                              SESSIONS_PER_USER, TOP_GAMES_REPORT, VALUE_TIERS)
+from sessions.reports import (BET_AMOUNTS, BETS_PER_SESSION, ENOUGH_HISTORY_DAYS, GAMES_PER_SESSION, NEW_USERS,
+                              PERIOD, REPORTS, SESSION_LENGTH, SESSIONS_PER_USER, TOP_GAMES_REPORT, VALUE_TIERS,
+                              VALUE_WINDOW_DAYS, days_between)
 from transforms.write import write_atomically
 
 DASHBOARD = "dashboard.html"
@@ -34,6 +36,7 @@ TIER_COLOURS = {  # (bars: players, line: sessions per player) in one hue per ti
     "Top": ("#9ecae9", "#1f5f99"), "High": ("#ffc58f", "#c95a00"),
     "Medium": ("#a8dba0", "#2b8a2b"), "Low": ("#d7b8e8", "#7b3fa0"),
 }
+OTHER_TIER_COLOURS = ("#c7c7c7", "#555555")  # beyond four operator segments
 
 
 @dataclass(frozen=True)
@@ -163,13 +166,38 @@ def _column(rows: Sequence[dict], name: str) -> Tuple[float, ...]:
     return tuple(float(r[name]) for r in rows)
 
 
+def _on_days(days: Sequence[str], rows: Sequence[dict], name: str) -> Tuple[float, ...]:
+    """A value per day; 0 on a day without a row (nothing to average)."""
+    by_day = {r["day"]: float(r[name]) for r in rows}
+    return tuple(by_day.get(day, 0.0) for day in days)
+
+
+def currency_label(code: str) -> str:
+    return code or "no currency"
+
+
+def _tier_colours(labels: Sequence[str]) -> Dict[str, Tuple[str, str]]:
+    spare = iter(c for t, c in TIER_COLOURS.items() if t not in labels)
+    return {label: TIER_COLOURS.get(label) or next(spare, OTHER_TIER_COLOURS) for label in labels}
+
+
+def _period(reports: Dict[str, List[dict]]) -> dict:
+    rows = reports[PERIOD.name]
+    return rows[0] if rows else {}
+
+
 def charts(reports: Dict[str, List[dict]]) -> List[Tuple[str, Chart]]:
+    period = _period(reports)
     length, per_user = reports[SESSION_LENGTH.name], reports[SESSIONS_PER_USER.name]
     bets, games, new = reports[BETS_PER_SESSION.name], reports[GAMES_PER_SESSION.name], reports[NEW_USERS.name]
+    all_days = tuple(r["day"] for r in per_user)
 
     def days(rows):
         return tuple(r["day"] for r in rows)
 
+    new_rule = ("Players registered that day (the operator's file; else their first session in all the input, "
+                "history included)" if int(period.get("registered_players", 0)) else
+                "Players whose first session in all the input (history included) is that day")
     found = [
         ("1", Chart("session_length", "Daily trend - session length (sec)",
                     "Players with a session that day, and the median of their daily play time "
@@ -184,35 +212,53 @@ def charts(reports: Dict[str, List[dict]]) -> List[Tuple[str, Chart]]:
                         Series("Sessions per user", _column(per_user, "avg_sessions_per_user"), "bar", "left", BLUE),
                         Series("Session length per user (s)", _column(per_user, "avg_session_seconds_per_user"),
                                "line", "right", ORANGE)))),
-        ("3", Chart("bets_per_session", "Daily trend - avg bet amount and avg bet count per session",
-                    "Total stake (real + bonus) and number of bets of a session, averaged over the day's sessions.",
-                    days(bets), (
-                        Series("Bet amount per session", _column(bets, "avg_stake_per_session"), "bar", "left", BLUE),
-                        Series("Bet count per session", _column(bets, "avg_bets_per_session"), "line", "right",
-                               ORANGE)))),
+        ("3", Chart("bets_per_session", "Daily trend - avg bet count per session",
+                    "Bets of a session, averaged over the day's sessions (all currencies).", days(bets), (
+                        Series("Bets per session", _column(bets, "avg_bets_per_session"), "bar", "left", BLUE),))),
+    ]
+    amounts = reports[BET_AMOUNTS.name]
+    for currency in sorted({r["currency"] for r in amounts}):
+        rows = [r for r in amounts if r["currency"] == currency]
+        label = currency_label(currency)
+        found.append(("3", Chart(
+            "bet_amounts_" + (currency or "none"), f"Daily trend - avg bet amount, {label}",
+            f"Sessions in {label} only (amounts of different currencies never add up). Average bet = stake / bets; "
+            "stake per session = what a session wagers in all (real + bonus).", all_days, (
+                Series(f"Average bet ({label})", _on_days(all_days, rows, "avg_bet_amount"), "bar", "left", BLUE),
+                Series(f"Stake per session ({label})", _on_days(all_days, rows, "avg_stake_per_session"), "line",
+                       "right", ORANGE)))))
+    found += [
         ("4", Chart("games_per_session", "Daily trend - avg of unique games count per session",
                     "Distinct games a session had bets on, averaged over the day's sessions.", days(games), (
                         Series("Unique games per session", _column(games, "avg_unique_games_per_session"), "bar",
                                "left", BLUE),))),
         ("5", Chart("new_users", "Daily trend - acquisition quality (new users)",
-                    "Players on their first day with a session in the data: sessions and play time per player.",
-                    days(new), (
+                    f"{new_rule}: sessions and play time per new player.", days(new), (
                         Series("Sessions per new user", _column(new, "avg_sessions_per_new_user"), "bar", "left",
                                BLUE),
                         Series("Session duration per new user (s)", _column(new, "avg_session_seconds_per_new_user"),
                                "line", "right", ORANGE)))),
     ]
-    for number, tiers in (("6", ("Top", "High")), ("7", ("Medium", "Low"))):
-        by_tier = {t: [r for r in reports[VALUE_TIERS.name] if r["value_tier"] == t] for t in tiers}
+    tier_rows = reports[VALUE_TIERS.name]
+    labels = [label for _, label in sorted({(int(r["tier_rank"]), r["value_tier"]) for r in tier_rows})]
+    colours = _tier_colours(labels)
+    half = (len(labels) + 1) // 2
+    what = ("Split by the operator's segments (--players file); players it does not list are Unsegmented."
+            if int(period.get("segments", 0)) else
+            f"Tier of a player on a day by their stake over the {VALUE_WINDOW_DAYS} days before it, ranked within "
+            "its currency: Top = top 5%, High = next 15%, Medium = next 30%, Low = the rest (and players "
+            f"without a session in those {VALUE_WINDOW_DAYS} days).")
+    for number, tiers in (("6", labels[:half]), ("7", labels[half:])):
+        if not tiers:
+            continue
+        by_tier = {t: [r for r in tier_rows if r["value_tier"] == t] for t in tiers}
         found.append((number, Chart(
-            f"value_tiers_{'_'.join(t.lower() for t in tiers)}",
-            f"Sessions per user trend - {tiers[0]} and {tiers[1]} value users",
-            "Value tier by stake over the period: Top = top 5% of players, High = next 15%, "
-            "Medium = next 30%, Low = the rest.", days(by_tier[tiers[0]]),
+            "value_tiers_" + "_".join(re.sub(r"\W+", "", t.lower()) for t in tiers),
+            f"Sessions per user trend - {' and '.join(tiers)} users", what, days(by_tier[tiers[0]]),
             tuple(Series(f"{t}: users with sessions", _column(by_tier[t], "users_with_sessions"), "bar", "left",
-                         TIER_COLOURS[t][0]) for t in tiers)
+                         colours[t][0]) for t in tiers)
             + tuple(Series(f"{t}: sessions per user", _column(by_tier[t], "avg_sessions_per_user"), "line",
-                           "right", TIER_COLOURS[t][1]) for t in tiers))))
+                           "right", colours[t][1]) for t in tiers))))
     return found
 
 
@@ -243,6 +289,7 @@ STYLE = """
 body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f4f6f9;color:#1d2733}
 header{background:#1d2733;color:#fff;padding:18px 28px}header h1{margin:0;font-size:22px}
 header p{margin:4px 0 0;color:#c4ccd6}
+header p.warning{color:#1d2733;background:#ffd98a;border-radius:4px;padding:4px 10px;margin-top:8px}
 main{display:grid;grid-template-columns:repeat(auto-fit,minmax(620px,1fr));gap:18px;padding:18px 28px}
 .card{background:#fff;border-radius:8px;box-shadow:0 1px 3px rgba(0,0,0,.12);padding:14px 16px}
 .card.wide{grid-column:1/-1}
@@ -267,21 +314,48 @@ footer{color:#8793a0;font-size:12px;padding:0 28px 24px}
 """
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def period_lines(period: dict) -> Tuple[str, List[str]]:
+    """The header's statement of the period and history, and the warnings
+    about what too short a history makes unreliable."""
+    if not period:
+        return "no sessions", []
+    days = days_between(period["from_date"], period["to_date"]) + 1
+    history_days = int(period["history_days"])
+    text = (f"{period['from_date']} to {period['to_date']} ({_plural(days, 'day')}) · "
+            f"{_plural(int(period['sessions']), 'session')}")
+    text += (f" · history before it: {_plural(history_days, 'day')} from {period['history_from']}, "
+             f"{_plural(int(period['history_sessions']), 'session')}, not reported"
+             if history_days else " · no history before the period")
+    warnings = []
+    if history_days < ENOUGH_HISTORY_DAYS:
+        if not int(period["registered_players"]):
+            warnings.append(f"Only {_plural(history_days, 'day')} of history before the period: a player whose "
+                            f"last visit was longer ago counts as new (chart 5). Start the input at least "
+                            f"{ENOUGH_HISTORY_DAYS} days before --from_date, or give registration dates (--players).")
+        if not int(period["segments"]):
+            warnings.append(f"Value tiers (charts 6, 7) rank the stake of the {VALUE_WINDOW_DAYS} days before each "
+                            f"day; the period's first {min(VALUE_WINDOW_DAYS - history_days, days)} days see less "
+                            f"than that.")
+    return text, warnings
+
+
 def render(reports: Dict[str, List[dict]]) -> str:
-    per_user = reports[SESSIONS_PER_USER.name]
-    days = [r["day"] for r in per_user]
-    period = f"{days[0]} to {days[-1]} ({len(days)} day{'s' if len(days) > 1 else ''})" if days else "no sessions"
-    sessions = sum(int(r["sessions"]) for r in per_user)
+    period_text, warnings = period_lines(_period(reports))
     games = reports[TOP_GAMES_REPORT.name]
     cards = "".join(_card(number, chart) for number, chart in charts(reports))
+    notes = "".join(f'<p class="warning">{html.escape(w)}</p>' for w in warnings)
     table = (f'<section class="card wide" data-chart="top_games"><h2><span class="num">8</span>Session length and '
              f'retention per game - top {len(games)} games</h2><p class="what">Most players first. Per user = per '
              f'player and day with the game; duration = time on the game\'s segments; stickiness = share of its '
-             f'players who came back to it in a later session.</p>{games_table(games)}</section>')
+             f'players who came back to it on a later day of the period.</p>{games_table(games)}</section>')
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Sessions dashboard</title>'
             f'<meta name="viewport" content="width=device-width,initial-scale=1"><style>{STYLE}</style></head>'
-            f'<body><header><h1>Sessions dashboard</h1><p>{html.escape(period)} · {sessions:,} sessions · '
-            f'day = UTC date of the session start</p></header><main>{cards}{table}</main>'
+            f'<body><header><h1>Sessions dashboard</h1><p class="period">{html.escape(period_text)} · '
+            f'day = UTC date of the session start</p>{notes}</header><main>{cards}{table}</main>'
             f'<footer>From gs_game_session_ended and gs_game_session_changed; definitions in '
             f'docs/dashboard.md. Hover a bar or point for its value.</footer></body></html>\n')
 

@@ -1,12 +1,14 @@
-"""Runs the dashboard's BigQuery SQL (reports/sql/<report>.sql) locally on
-DuckDB, over a replay's Avro output loaded into tables of the same names and
-columns as in BigQuery: to check the SQL gives the report job's numbers
-without a BigQuery project.
+"""Runs the BigQuery SQL in reports/sql/ on a replay's Avro files, locally,
+in DuckDB, with the same table names and columns as in BigQuery: to check the
+SQL gives the report job's numbers without a BigQuery project. And checks that
+the same text is BigQuery SQL: sqlglot parses it with BigQuery's grammar and
+must know every function it calls as a BigQuery function.
 
-    python -m tools.report_sql INPUT_DIR [REPORT ...]     # prints CSV
+    python -m tools.report_sql INPUT_DIR [REPORT ...] [--from_date=D] [--to_date=D] [--players=FILE]
 
 The SQL files stay valid BigQuery; `to_duckdb` rewrites the few spots where
-DuckDB reads the same text differently (TRANSLATIONS, each with its reason).
+DuckDB reads the same text differently (TRANSLATIONS, each with its reason),
+and `connect` defines the BigQuery functions DuckDB lacks (FUNCTIONS).
 """
 import argparse
 import csv
@@ -14,21 +16,28 @@ import glob
 import os
 import re
 import sys
+from datetime import date, datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import duckdb
 import fastavro
 import pyarrow as pa
+import sqlglot
+from sqlglot import exp
 
 import schemas
-from sessions.reports import REPORTS, REPORTS_BY_NAME
+from sessions.reports import REPORTS, REPORTS_BY_NAME, PlayerProfile, parse_day, read_players
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "reports" / "sql"
+PARAMETERS = ("from_date", "to_date")
+PLAYERS = "players"  # the operator's players: user_id, registered_at, segment
 
 # (BigQuery pattern, DuckDB replacement, why)
 TRANSLATIONS: Tuple[Tuple[str, str, str], ...] = (
+    (r"\bBIGNUMERIC\b", "DECIMAL(38, 18)",
+     "DuckDB's widest decimal; the amounts' 18 places fit, as long as a sum stays below 1e20"),
     (r"\bNUMERIC\b", "DECIMAL(38, 9)",
      "BigQuery's NUMERIC is DECIMAL(38, 9); DuckDB's bare NUMERIC is DECIMAL(18, 3)"),
     (r"\bSAFE_DIVIDE\(", "safe_divide(",
@@ -38,12 +47,22 @@ TRANSLATIONS: Tuple[Tuple[str, str, str], ...] = (
      "same arguments, same window form, same interpolation"),
     (r"\bUNIX_MILLIS\(", "epoch_ms(",
      "same function, another name"),
+    (r"@(\w+)", r"$\1",
+     "query parameters: @name in BigQuery, $name in DuckDB"),
 )
 
-_DUCKDB_TYPES = {"STRING": "VARCHAR", "INTEGER": "BIGINT", "NUMERIC": "DECIMAL(38, 9)", "TIMESTAMP": "TIMESTAMP"}
+# BigQuery functions DuckDB does not have, defined as DuckDB macros: (name, macro)
+FUNCTIONS: Tuple[Tuple[str, str], ...] = (
+    ("unix_date", "CREATE MACRO unix_date(d) AS CAST(d - DATE '1970-01-01' AS BIGINT)"),
+)
+
+_DUCKDB_TYPES = {"STRING": "VARCHAR", "INTEGER": "BIGINT", "NUMERIC": "DECIMAL(38, 9)",
+                 "BIGNUMERIC": "DECIMAL(38, 18)", "TIMESTAMP": "TIMESTAMP"}
 _ARROW_TYPES = {"STRING": pa.string(), "INTEGER": pa.int64(), "NUMERIC": pa.decimal128(38, 9),
-                "TIMESTAMP": pa.timestamp("ms")}
-_NANO = Decimal("1e-9")
+                "BIGNUMERIC": pa.decimal128(38, 18), "TIMESTAMP": pa.timestamp("ms")}
+# Outputs written before sessions carried a currency: the column, all NULL.
+_CURRENCY = {"name": "currency", "type": "STRING", "mode": "NULLABLE"}
+_SCALE = Decimal("1e-18")
 
 
 def to_duckdb(sql: str) -> str:
@@ -58,27 +77,57 @@ def report_sql(name: str) -> str:
     return (SQL_DIR / f"{name}.sql").read_text()
 
 
+def bigquery_problems(sql: str) -> List[str]:
+    """What keeps `sql` from being BigQuery SQL as far as sqlglot's BigQuery
+    grammar can tell: a parse error, a function BigQuery does not have (such
+    as a DuckDB one), a parameter or table the reports do not provide."""
+    try:
+        tree = sqlglot.parse_one(sql, read="bigquery", error_level=sqlglot.ErrorLevel.RAISE)
+    except sqlglot.errors.ParseError as e:
+        return [f"does not parse as BigQuery SQL: {e}"]
+    problems = [f"{f.name}() is not a BigQuery function" for f in tree.find_all(exp.Anonymous)]
+    problems += [f"unknown parameter @{p.name}" for p in tree.find_all(exp.Parameter)
+                 if p.name not in PARAMETERS]
+    ctes = {cte.alias for cte in tree.find_all(exp.CTE)}
+    tables = set(schemas.EVENT_TYPES) | {PLAYERS} | ctes
+    problems += [f"unknown table {t.name}" for t in tree.find_all(exp.Table) if t.name and t.name not in tables]
+    return problems
+
+
 def _safe_divide(numerator: Decimal, divisor: Decimal):
-    """BigQuery NUMERIC division: exact, rounded half away from zero to 9 places."""
+    """BigQuery division: exact, rounded half away from zero (to 18 places here)."""
     if numerator is None or divisor is None or divisor == 0:
         return None
     with localcontext() as context:
         context.prec = 80
-        return (numerator / divisor).quantize(_NANO, rounding=ROUND_HALF_UP)
+        return (numerator / divisor).quantize(_SCALE, rounding=ROUND_HALF_UP)
 
 
-def connect(input_dir: str) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB holding the replay's Avro tables, ready for `query`."""
+def connect(input_dir: str, players: Iterable[PlayerProfile] = ()) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB holding the replay's Avro tables and the
+    operator's players (an empty table without them), ready for `query`."""
     connection = duckdb.connect()
-    numeric = duckdb.sqltype("DECIMAL(38, 9)")
-    connection.create_function("safe_divide", _safe_divide, [numeric, numeric], numeric, null_handling="special")
+    decimal = duckdb.sqltype("DECIMAL(38, 18)")
+    connection.create_function("safe_divide", _safe_divide, [decimal, decimal], decimal, null_handling="special")
+    for _, macro in FUNCTIONS:
+        connection.execute(macro)
     for table in schemas.EVENT_TYPES:
         _load(connection, table, sorted(glob.glob(os.path.join(input_dir, table, "**", "*.avro"), recursive=True)))
+    connection.execute(f"CREATE TABLE {PLAYERS} (user_id VARCHAR, registered_at TIMESTAMP, segment VARCHAR)")
+    rows = [(p.user_id, _midnight(p.registered_day), p.segment) for p in players]
+    if rows:
+        connection.executemany(f"INSERT INTO {PLAYERS} VALUES (?, ?, ?)", rows)
     return connection
+
+
+def _midnight(day: Optional[str]) -> Optional[datetime]:
+    return datetime.fromisoformat(day) if day else None
 
 
 def _load(connection, table: str, files: List[str]) -> None:
     fields = schemas.bigquery_schema(table)
+    if not any(f["name"] == _CURRENCY["name"] for f in fields):
+        fields = fields + [_CURRENCY]
     columns = ", ".join(
         f'{f["name"]} {_DUCKDB_TYPES[f["type"]]}{"[]" if f["mode"] == "REPEATED" else ""}' for f in fields)
     connection.execute(f"CREATE TABLE {table} ({columns})")
@@ -94,9 +143,13 @@ def _load(connection, table: str, files: List[str]) -> None:
     connection.unregister("avro_records")
 
 
-def query(connection, name: str) -> List[Dict]:
-    """A report's rows as dicts: DATE, int, Decimal and str values."""
-    result = connection.execute(to_duckdb(report_sql(name)))
+def query(connection, name: str, from_date: Optional[str] = None, to_date: Optional[str] = None) -> List[Dict]:
+    """A report's rows as dicts: DATE, int, Decimal and str values. The dates
+    are the job's --from_date and --to_date (None: the table's first or last day)."""
+    sql = to_duckdb(report_sql(name))
+    values = {"from_date": from_date, "to_date": to_date}
+    result = connection.execute(sql, {p: date.fromisoformat(v) if v else None for p, v in values.items()
+                                      if f"${p}" in sql})
     columns = [d[0] for d in result.description]
     return [dict(zip(columns, row)) for row in result.fetchall()]
 
@@ -105,13 +158,28 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input_dir", help="a replay's output folder with Avro files")
     parser.add_argument("reports", nargs="*", help="report names (default: all)")
+    parser.add_argument("--from_date", help="as the report job's")
+    parser.add_argument("--to_date", help="as the report job's")
+    parser.add_argument("--players", help="as the report job's: loaded into the players table")
     args = parser.parse_args(argv)
     unknown = [name for name in args.reports if name not in REPORTS_BY_NAME]
     if unknown:
         parser.error(f"no report {', '.join(unknown)}; known: {', '.join(REPORTS_BY_NAME)}")
-    connection = connect(args.input_dir)
+    try:
+        dates = [parse_day(v, f"--{n}") if v else None for n, v in (("from_date", args.from_date),
+                                                                      ("to_date", args.to_date))]
+        players = []
+        if args.players:
+            with open(args.players, encoding="utf-8") as f:
+                players = read_players(f.read().splitlines(), args.players)[1]
+    except (OSError, ValueError) as e:
+        parser.error(str(e))
+    connection = connect(args.input_dir, players)
     for name in args.reports or [r.name for r in REPORTS]:
-        rows = query(connection, name)
+        problems = bigquery_problems(report_sql(name))
+        if problems:
+            print(f"# {name}: not BigQuery SQL: {'; '.join(problems)}", file=sys.stderr)
+        rows = query(connection, name, *dates)
         print(f"# {name}")
         writer = csv.DictWriter(sys.stdout, fieldnames=REPORTS_BY_NAME[name].column_names, lineterminator="\n")
         writer.writeheader()

@@ -20,12 +20,14 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 import schemas
-from sessions.reports import (CENT, REPORTS, REPORTS_BY_NAME, TOP_GAMES, TOP_GAMES_REPORT, Column, Player, Report,
-                              SessionFacts, ValueTiers, day_rows, game_row, game_sessions, session_facts, sort_key,
-                              top_games)
+from sessions.reports import (CENT, PERIOD, REPORTS, REPORTS_BY_NAME, TOP_GAMES, TOP_GAMES_REPORT, Column, DayCensus,
+                              Period, Player, Players, PlayersFile, Report, Segmentation, SessionFacts, day_rows,
+                              game_row, game_sessions, period_row, session_facts, sort_key, top_games)
 from transforms.write import write_atomically
 
 NAMESPACE = "session_report"
+# The key of the operator's player profiles among SessionReports' inputs.
+PROFILES = "players"
 
 # (report name, row)
 ReportRow = Tuple[str, dict]
@@ -75,44 +77,89 @@ def _by_session(record: dict) -> Tuple[str, dict]:
     return record["gs_gameplay_session_id"], record
 
 
-class SessionReports(beam.PTransform):
-    """{ENDED: records, CHANGED: records} -> (report name, row) of every report."""
+class ReadPlayers(beam.PTransform):
+    """A --players file (already checked by the launcher) -> (user_id, PlayerProfile)."""
 
-    def __init__(self, top_games_limit: int = TOP_GAMES):
+    def __init__(self, players_file: PlayersFile):
         super().__init__()
+        self._file = players_file
+
+    def expand(self, pipeline):
+        players_file = self._file
+        return (pipeline
+                | "ReadLines" >> beam.io.ReadFromText(players_file.path, skip_header_lines=int(players_file.is_csv))
+                | "Profiles" >> beam.FlatMap(lambda line: [p for p in [players_file.profile(line)] if p])
+                | "ByPlayer" >> beam.Map(lambda p: (p.user_id, p)))
+
+
+def _census(day: str, currencies) -> DayCensus:
+    currencies = list(currencies)
+    return DayCensus(day, sum(n for _, n in currencies), frozenset(c for c, _ in currencies))
+
+
+def _players(user: str, joined) -> Iterable[tuple]:
+    """(Player, their profile or None); profiles of players without sessions are not needed."""
+    sessions, profiles = list(joined["sessions"]), list(joined["profile"])
+    if sessions:
+        yield Player(user, tuple(sorted(sessions, key=_session_order))), (profiles[0] if profiles else None)
+
+
+class SessionReports(beam.PTransform):
+    """{ENDED: records, CHANGED: records} (and the operator's player profiles)
+    -> (report name, row) of every report."""
+
+    def __init__(self, period: Period = Period(), top_games_limit: int = TOP_GAMES,
+                 players: Players = Players()):
+        super().__init__()
+        self._period = period
         self._limit = top_games_limit
+        self._players = players
 
     def expand(self, tables):
+        tables = dict(tables)
+        profiles = tables.pop(PROFILES, None)
+        asked, limit, players_info = self._period, self._limit, self._players
         sessions = (
             {table: records | f"{table}BySession" >> beam.Map(_by_session) for table, records in tables.items()}
             | "JoinSessions" >> beam.CoGroupByKey()
             | "SessionFacts" >> beam.ParDo(_JoinSession()))
-        players = (
+        if profiles is None:
+            profiles = sessions.pipeline | "NoProfiles" >> beam.Create([])
+        census = (
             sessions
-            | "ByPlayer" >> beam.Map(lambda s: (s.user_id, s))
-            | "PlayerSessions" >> beam.GroupByKey()
-            | "Players" >> beam.MapTuple(lambda user, facts: Player(user, tuple(sorted(facts, key=_session_order)))))
-        # Tiers rank every player against all others: one global step, and a
-        # side input of three numbers.
-        tiers = (
-            players
-            | "PeriodStakes" >> beam.Map(lambda p: p.stake)
-            | "AllStakes" >> beam.combiners.ToList()
-            | "Tiers" >> beam.Map(ValueTiers.from_stakes))
+            | "DayCurrency" >> beam.Map(lambda s: ((s.day, s.currency), 1))
+            | "SessionsPerDayCurrency" >> beam.CombinePerKey(sum)
+            | "ByDay" >> beam.MapTuple(lambda key, n: (key[0], (key[1], n)))
+            | "DayCurrencies" >> beam.GroupByKey()
+            | "Census" >> beam.MapTuple(_census)
+            | "WholeCensus" >> beam.combiners.ToList())
+        # The open ends of the period are the input's first and last day.
+        period = census | "Period" >> beam.Map(lambda days: asked.resolve(d.day for d in days))
+        period_rows = census | "PeriodRow" >> beam.FlatMap(
+            lambda days: [(PERIOD.name, row) for row in period_row(asked, days, players_info)])
+        players = (
+            {"sessions": sessions | "BySessionPlayer" >> beam.Map(lambda s: (s.user_id, s)), "profile": profiles}
+            | "JoinPlayers" >> beam.CoGroupByKey()
+            | "Players" >> beam.FlatMapTuple(_players))
+        user_days = players | "UserDays" >> beam.FlatMap(
+            lambda player, p: [(u.day, u) for u in player[0].days(p, player[1])], beam.pvalue.AsSingleton(period))
+        past_stakes = players | "PastStakes" >> beam.FlatMap(
+            lambda player, p: [(s[0], s) for s in player[0].past_stakes(p)], beam.pvalue.AsSingleton(period))
+        segmentation = Segmentation(players_info)
         day_report_rows = (
-            players
-            | "UserDays" >> beam.FlatMap(lambda p, t: p.days(t), beam.pvalue.AsSingleton(tiers))
-            | "ByDay" >> beam.Map(lambda u: (u.day, u))
-            | "DayPlayers" >> beam.GroupByKey()
-            | "DayRows" >> beam.FlatMapTuple(day_rows))
+            {"users": user_days, "past": past_stakes}
+            | "JoinDays" >> beam.CoGroupByKey()
+            | "DayRows" >> beam.FlatMapTuple(lambda day, joined: day_rows(day, joined["users"], joined["past"],
+                                                                           segmentation)))
         game_rows = (
             sessions
-            | "GameSessions" >> beam.FlatMap(game_sessions)
+            | "GameSessions" >> beam.FlatMap(lambda s, p: game_sessions(s) if s.day in p else [],
+                                             beam.pvalue.AsSingleton(period))
             | "ByGame" >> beam.GroupByKey()
             | "GameRows" >> beam.MapTuple(game_row)
             | "AllGames" >> beam.combiners.ToList()
-            | "TopGames" >> beam.FlatMap(lambda rows: [(TOP_GAMES_REPORT.name, r) for r in top_games(rows, self._limit)]))
-        return (day_report_rows, game_rows) | "AllReports" >> beam.Flatten()
+            | "TopGames" >> beam.FlatMap(lambda rows: [(TOP_GAMES_REPORT.name, r) for r in top_games(rows, limit)]))
+        return (period_rows, day_report_rows, game_rows) | "AllReports" >> beam.Flatten()
 
 
 def _session_order(session: SessionFacts) -> tuple:
@@ -131,6 +178,7 @@ def output_value(column: Column, value):
 _AVRO_TYPES = {
     "day": {"type": "int", "logicalType": "date"},
     "text": "string",
+    "currency": ["null", "string"],
     "count": "long",
     # BigQuery NUMERIC, as the session tables' amounts.
     "amount": {"type": "bytes", "logicalType": "decimal", "precision": 38, "scale": 9},

@@ -2,12 +2,19 @@
 -- Per day (UTC date of the session start): players with a session, sessions,
 -- the median over the day's players of their daily play time (sum of their
 -- session lengths), and the median single session length.
-WITH sessions AS (
-  SELECT user_id, CAST(gs_session_start_date AS DATE) AS day, gs_session_length_seconds AS seconds
+-- Parameters and the period: period.sql.
+WITH input_sessions AS (
+  SELECT *, CAST(gs_session_start_date AS DATE) AS day
   FROM gs_game_session_ended
 ),
+sessions AS (  -- the period's
+  SELECT *
+  FROM input_sessions
+  WHERE day BETWEEN COALESCE(@from_date, (SELECT MIN(day) FROM input_sessions))
+    AND COALESCE(@to_date, (SELECT MAX(day) FROM input_sessions))
+),
 user_days AS (
-  SELECT day, user_id, COUNT(*) AS sessions, SUM(seconds) AS seconds
+  SELECT day, user_id, COUNT(*) AS sessions, SUM(gs_session_length_seconds) AS seconds
   FROM sessions
   GROUP BY day, user_id
 ),
@@ -16,7 +23,7 @@ user_medians AS (
   FROM user_days
 ),
 session_medians AS (
-  SELECT DISTINCT day, PERCENTILE_CONT(seconds, 0.5) OVER (PARTITION BY day) AS median
+  SELECT DISTINCT day, PERCENTILE_CONT(gs_session_length_seconds, 0.5) OVER (PARTITION BY day) AS median
   FROM sessions
 ),
 daily AS (

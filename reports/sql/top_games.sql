@@ -4,16 +4,24 @@
 -- last switch (the latest changed event's end) to the session end, on that
 -- switch's new game, or is the whole session when there was no switch.
 -- Per user = per player and day with the game. Stickiness = share of a game's
--- players who played it in two or more sessions (came back after a break).
-WITH sessions AS (
+-- players who came back to it on a later day of the period (a second session
+-- the same evening is not a return). Only the period's sessions count.
+-- Parameters and the period: period.sql.
+WITH input_sessions AS (
+  SELECT *, CAST(gs_session_start_date AS DATE) AS day
+  FROM gs_game_session_ended
+),
+sessions AS (  -- the period's
   SELECT
     gs_gameplay_session_id AS session_id,
     user_id,
-    CAST(gs_session_start_date AS DATE) AS day,
+    day,
     gs_session_end_date AS ended_at,
     gs_session_length_seconds AS seconds,
     gs_all_game_ids
-  FROM gs_game_session_ended
+  FROM input_sessions
+  WHERE day BETWEEN COALESCE(@from_date, (SELECT MIN(day) FROM input_sessions))
+    AND COALESCE(@to_date, (SELECT MAX(day) FROM input_sessions))
 ),
 switches AS (  -- only those of sessions that ended: an open session is not reported yet
   SELECT changed.*
@@ -64,18 +72,14 @@ plays AS (  -- one row per session and game
     ON session_games.session_id = sessions.session_id AND session_games.game_id = game
 ),
 player_games AS (
-  SELECT game_id, user_id, COUNT(*) AS sessions
+  SELECT game_id, user_id, COUNT(DISTINCT day) AS days
   FROM plays
   GROUP BY game_id, user_id
 ),
 comebacks AS (
-  SELECT game_id, COUNT(*) AS players, SUM(CASE WHEN sessions >= 2 THEN 1 ELSE 0 END) AS returning_players
+  SELECT game_id, COUNT(*) AS players, SUM(days) AS player_days,
+    SUM(CASE WHEN days >= 2 THEN 1 ELSE 0 END) AS returning_players
   FROM player_games
-  GROUP BY game_id
-),
-player_days AS (
-  SELECT game_id, COUNT(*) AS player_days
-  FROM (SELECT DISTINCT game_id, user_id, day FROM plays) AS distinct_days
   GROUP BY game_id
 ),
 totals AS (
@@ -89,11 +93,10 @@ ranked AS (
     totals.*,
     comebacks.players,
     comebacks.returning_players,
-    player_days.player_days,
+    comebacks.player_days,
     ROW_NUMBER() OVER (ORDER BY comebacks.players DESC, totals.sessions DESC, totals.game_id) AS rank
   FROM totals
   JOIN comebacks USING (game_id)
-  JOIN player_days USING (game_id)
 )
 SELECT
   rank,
