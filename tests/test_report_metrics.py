@@ -1,13 +1,16 @@
 """The dashboard's metric definitions (sessions.reports), without Beam."""
 import re
-from datetime import datetime, timezone
+from dataclasses import replace
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from sessions.reports import (REPORTS, REPORTS_BY_NAME, TOP_GAMES, UNSEGMENTED, CurrencyPlay, DayCensus, GamePlay, GameSession, Period,
                               Player, PlayerProfile, Players, Segmentation, SessionFacts, UserDay, ValueTiers,
-                              day_rows, epoch_ms, game_row, median, parse_day, period_row, read_players,
+                              all_reports, day_rows, epoch_ms, game_row, median, parse_day, period_row, read_players,
                               segment_order, session_facts, sort_key, stake_tiers, top_games, utc_day)
 from transforms.report import csv_bytes, output_value
 
@@ -340,3 +343,65 @@ def test_every_report_has_a_sql_file_with_its_columns(report):
     sql = report_sql(report.name)
     for column in report.column_names:
         assert column in sql
+
+
+# ---------------------------------------------------------------- properties of the whole
+
+DAY_REPORT_NAMES = [r.name for r in REPORTS if "day" in r.column_names]
+FIRST = date(2026, 1, 1)
+a_session = st.builds(
+    lambda user, day, seconds, cents, bets, currency, games: session(
+        (FIRST + timedelta(days=day)).isoformat(), f"u{user}", seconds, str(Decimal(cents) / 100), bets, currency,
+        games=games),
+    st.integers(0, 5), st.integers(0, 12), st.integers(0, 900), st.integers(0, 10_000), st.integers(1, 9),
+    st.sampled_from([None, "EUR", "BRL"]), st.lists(st.sampled_from("ABC"), min_size=1, max_size=3, unique=True))
+sessions_of_days = st.lists(a_session, max_size=40).map(
+    lambda found: [replace(s, session_id=f"s{i}") for i, s in enumerate(found)])
+
+
+def per_day(rows, last_day):
+    return {name: [r for r in rows[name] if r["day"] <= last_day] for name in DAY_REPORT_NAMES}
+
+
+@settings(max_examples=100, deadline=None)
+@given(sessions_of_days, st.integers(0, 12))
+def test_later_days_never_change_an_earlier_day(sessions, cut):
+    last_day = (FIRST + timedelta(days=cut)).isoformat()
+    earlier = [s for s in sessions if s.day <= last_day]
+    assume(earlier)
+    first_day = min(s.day for s in sessions)
+    assert per_day(all_reports(earlier, Period(first_day)), last_day) == per_day(
+        all_reports(sessions, Period(first_day)), last_day)
+
+
+@settings(max_examples=100, deadline=None)
+@given(sessions_of_days, st.integers(0, 12), st.integers(0, 6))
+def test_a_period_reports_its_days_as_the_whole_input_does_with_history_before_them(sessions, start, length):
+    first_day, last_day = ((FIRST + timedelta(days=d)).isoformat() for d in (start, start + length))
+    whole = all_reports(sessions, Period())
+    period = all_reports(sessions, Period(first_day, last_day))
+    for name in DAY_REPORT_NAMES:
+        assert period[name] == [r for r in whole[name] if first_day <= r["day"] <= last_day], name
+    history = sum(1 for s in sessions if s.day < first_day)
+    assert not period["period"] or period["period"][0]["history_sessions"] == history
+
+
+# ---------------------------------------------------------------- the SQL is BigQuery's
+
+@pytest.mark.parametrize("report", REPORTS, ids=lambda r: r.name)
+def test_every_sql_file_is_bigquery_sql_with_only_bigquery_functions(report):
+    from tools.report_sql import bigquery_problems, report_sql
+    assert bigquery_problems(report_sql(report.name)) == []
+
+
+@pytest.mark.parametrize("sql, problem", [
+    ("SELECT quantile_cont(x, 0.5) FROM gs_game_session_ended", "quantile_cont() is not a BigQuery function"),
+    ("SELECT epoch_ms(gs_session_end_date) FROM gs_game_session_ended", "epoch_ms() is not a BigQuery function"),
+    ("SELECT list_value(user_id) FROM gs_game_session_ended", "list_value() is not a BigQuery function"),
+    ("SELECT 1 FROM gs_game_session_ended WHERE day > @since", "unknown parameter @since"),
+    ("SELECT 1 FROM sessions_ended", "unknown table sessions_ended"),
+    ("SELECT FROM WHERE", "does not parse as BigQuery SQL"),
+])
+def test_the_bigquery_check_catches_duckdb_functions_and_strangers(sql, problem):
+    from tools.report_sql import bigquery_problems
+    assert any(p.startswith(problem) for p in bigquery_problems(sql)), bigquery_problems(sql)
