@@ -155,7 +155,7 @@ EXPECTED_WITH_PLAYERS = {
 }
 
 
-def _with_currency(table):
+def with_currency(table):
     """Our test records carry a currency even where the schemas of this
     version do not have the field yet (then the tests add it)."""
     schema = json.loads(schemas.avsc_path(table).read_text())
@@ -173,7 +173,7 @@ def write_replay_output(folder, ended_records, changed_records):
         for day, day_records in by_day.items():
             os.makedirs(os.path.join(folder, table, f"dt={day}"), exist_ok=True)
             with open(os.path.join(folder, table, f"dt={day}", "part-0.avro"), "wb") as f:
-                fastavro.writer(f, _with_currency(table), day_records)
+                fastavro.writer(f, with_currency(table), day_records)
     return str(folder)
 
 
