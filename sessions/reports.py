@@ -416,7 +416,7 @@ def session_facts(ended: dict, changes: Iterable[dict]) -> SessionFacts:
         user_id=ended["user_id"],
         day=utc_day(start),
         seconds=ended["gs_session_length_seconds"],
-        stake=ended["gs_total_bet_amount"],
+        stake=Decimal(ended["gs_total_bet_amount"]),
         bets=ended["gs_bets_count"],
         games=tuple(GamePlay(g, seconds.get(g, 0), names.get(g)) for g in game_ids),
         currency=ended.get("currency"))
@@ -511,21 +511,30 @@ class Player:
             segment=profile.segment if profile else None,
         ) for day, sessions in sorted(by_day.items())]
 
-    def past_stakes(self, period: Period) -> List[PastStake]:
-        """For each reported day whose window holds some of the player's
-        sessions, their stake per currency over the VALUE_WINDOW_DAYS days
-        before it: only earlier days, so later data cannot move it."""
-        daily: Dict[Tuple[int, Optional[str]], Decimal] = defaultdict(Decimal)
+    def daily_stakes(self) -> List[Tuple[str, Optional[str], Decimal]]:
+        """(day, currency, stake) of every day the player staked, all the input."""
+        daily: Dict[Tuple[str, Optional[str]], Decimal] = defaultdict(Decimal)
         for session in self.sessions:
-            daily[date.fromisoformat(session.day).toordinal(), session.currency] += session.stake
-        window: Dict[Tuple[str, Optional[str]], Decimal] = defaultdict(Decimal)
-        for (played, currency), stake in daily.items():
-            for ordinal in range(played + 1, played + VALUE_WINDOW_DAYS + 1):
-                day = date.fromordinal(ordinal).isoformat()
-                if day in period:
-                    window[day, currency] += stake
-        return [(day, self.user_id, currency, stake) for (day, currency), stake in
-                sorted(window.items(), key=lambda item: (item[0][0], _currency_order(item[0][1])))]
+            daily[session.day, session.currency] += session.stake
+        return [(day, currency, stake) for (day, currency), stake in daily.items()]
+
+    def past_stakes(self, period: Period) -> List[PastStake]:
+        return past_stakes(self.user_id, self.daily_stakes(), period)
+
+
+def past_stakes(user_id: str, daily: Iterable[Tuple[str, Optional[str], Decimal]], period: Period) -> List[PastStake]:
+    """For each reported day whose window holds some of the player's play,
+    their stake per currency over the VALUE_WINDOW_DAYS days before it: only
+    earlier days, so later data cannot move it."""
+    window: Dict[Tuple[str, Optional[str]], Decimal] = defaultdict(Decimal)
+    for played, currency, stake in daily:
+        ordinal = date.fromisoformat(played).toordinal()
+        for later in range(ordinal + 1, ordinal + VALUE_WINDOW_DAYS + 1):
+            day = date.fromordinal(later).isoformat()
+            if day in period:
+                window[day, currency] += stake
+    return [(day, user_id, currency, stake) for (day, currency), stake in
+            sorted(window.items(), key=lambda item: (item[0][0], _currency_order(item[0][1])))]
 
 
 def _by_currency(sessions: Sequence[SessionFacts]) -> Tuple[CurrencyPlay, ...]:

@@ -2,7 +2,7 @@
 self-contained HTML page, charts as inline SVG drawn here, no script and
 nothing fetched, so it opens offline and from a bucket alike.
 
-    python -m tools.dashboard REPORT_DIR      # writes REPORT_DIR/dashboard.html
+    python -m tools.dashboard REPORT_DIR [--png=FILE]  # writes REPORT_DIR/dashboard.html [and a screenshot]
 
 `pipelines.session_report` calls `write_dashboard` at the end of every run.
 """
@@ -11,7 +11,10 @@ import csv
 import html
 import io
 import math
+import os
 import re
+import subprocess
+import tempfile
 from dataclasses import dataclass
 from datetime import date
 from typing import Dict, List, Sequence, Tuple
@@ -24,6 +27,10 @@ from sessions.reports import (BET_AMOUNTS, BETS_PER_SESSION, ENOUGH_HISTORY_DAYS
 from transforms.write import write_atomically
 
 DASHBOARD = "dashboard.html"
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (`make chromium`)
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars")
 
 # Plot geometry, in SVG user units (the SVG scales to its card).
 WIDTH, HEIGHT = 640, 290
@@ -367,10 +374,42 @@ def write_dashboard(report_dir: str) -> str:
     return path
 
 
+def chromium(args: Sequence[str], profile: str) -> subprocess.CompletedProcess:
+    """Headless Chromium with a fresh profile, nothing running in the background."""
+    if not os.path.exists(CHROMIUM):
+        raise FileNotFoundError(f"{CHROMIUM} is missing: `make chromium` installs it")
+    return subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+                          capture_output=True, text=True, timeout=120, check=True)
+
+
+def screenshot(page: str, png: str, width: int = 1400, height: int = 8000) -> Tuple[int, int]:
+    """A PNG of the whole page, cut below its last line, in a small palette
+    (the page has few colours). Chromium shoots the window, so the window is
+    taller than any page and the empty rest is cut off."""
+    from PIL import Image, ImageChops  # only this needs Pillow
+
+    with tempfile.TemporaryDirectory() as profile:
+        chromium([f"--screenshot={os.path.abspath(png)}", f"--window-size={width},{height}",
+                  "file://" + os.path.abspath(page)], profile)
+    image = Image.open(png).convert("RGB")
+    background = Image.new("RGB", image.size, image.getpixel((width - 1, height - 1)))
+    box = ImageChops.difference(image, background).getbbox()
+    if box:
+        image = image.crop((0, 0, width, min(height, box[3] + 24)))
+    image.quantize(colors=64).save(png, optimize=True)
+    return image.size
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("report_dir", help="output folder of pipelines.session_report")
-    print(write_dashboard(parser.parse_args(argv).report_dir))
+    parser.add_argument("--png", help="also a screenshot of the page, by headless Chromium, to this file")
+    args = parser.parse_args(argv)
+    page = write_dashboard(args.report_dir)
+    print(page)
+    if args.png:
+        width, height = screenshot(page, args.png)
+        print(f"{args.png}: {width} x {height}")
 
 
 if __name__ == "__main__":

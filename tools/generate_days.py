@@ -54,10 +54,10 @@ def _moved(line: str, day: int, arrivals: int = 0, currencies: Sequence[str] = (
     if currencies and "user_id" in event:
         event["currency"] = pick(event["user_id"], currencies)
     if games_per_title > 1 and "game_id" in event and "user_id" in event:
-        copy = pick(event["user_id"], range(1, games_per_title + 1))
+        copy = pick(f"{event['user_id']}/games", range(1, games_per_title + 1))
         if copy > 1:
             event["game_id"] = f"{event['game_id']}_{copy}"
-            event["game_name"] = f"{event.get('game_name', event['game_id'])} {copy}"
+            event["game_name"] = f"{event.get('game_name', event['game_id'])} #{copy}"
     occurred_at = event.get("occurred_at")
     if isinstance(occurred_at, int):
         event["occurred_at"] = occurred_at + day * DAY_MS

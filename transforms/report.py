@@ -10,9 +10,10 @@ single sorted file, atomically, like the session tables.
 import csv
 import hashlib
 import io
-from datetime import date
+from collections import Counter, defaultdict
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import apache_beam as beam
 import fastavro
@@ -22,7 +23,8 @@ from apache_beam.metrics import Metrics
 import schemas
 from sessions.reports import (CENT, PERIOD, REPORTS, REPORTS_BY_NAME, TOP_GAMES, TOP_GAMES_REPORT, Column, DayCensus,
                               Period, Player, Players, PlayersFile, Report, Segmentation, SessionFacts, day_rows,
-                              game_row, game_sessions, period_row, session_facts, sort_key, top_games)
+                              epoch_ms, game_row, game_sessions, past_stakes, period_row, session_facts, sort_key,
+                              top_games)
 from transforms.write import write_atomically
 
 NAMESPACE = "session_report"
@@ -56,25 +58,50 @@ class ReadSessionTables(beam.PTransform):
         return {schemas.ENDED: ended, schemas.CHANGED: changed}
 
 
-class _JoinSession(beam.DoFn):
+# What the reports read of each record. Avro gives amounts as Decimal and
+# times as datetime, which Beam's default coder pickles one by one; as strings
+# and epoch ms the records cross the shuffle several times faster.
+_ENDED_FIELDS = ("user_id", "gs_gameplay_session_id", "gs_all_game_ids", "gs_bets_count", "gs_total_bet_amount",
+                 "gs_session_start_date", "gs_session_end_date", "gs_session_length_seconds", "currency")
+_CHANGED_FIELDS = ("user_id", "gs_gameplay_session_id", "gs_game_old_id", "gs_game_new_id", "gs_game_name",
+                   "gs_session_start_date", "gs_session_end_date", "gs_session_length_seconds")
+
+
+def _slim(record: dict, fields: Tuple[str, ...]) -> Tuple[str, dict]:
+    """(user_id, the fields the reports read, as plain values); `currency` is
+    None in records written before sessions carried one."""
+    values = {}
+    for name in fields:
+        value = record.get(name)
+        if isinstance(value, Decimal):
+            value = str(value)
+        elif isinstance(value, datetime):
+            value = epoch_ms(value)
+        values[name] = value
+    return record["user_id"], values
+
+
+class _PlayerSessions(beam.DoFn):
+    """A player's ended and changed records and profile -> (Player, profile)."""
+
     def setup(self):
         self._sessions = Metrics.counter(NAMESPACE, "sessions")
         self._open_sessions = Metrics.counter(NAMESPACE, "switches_without_ended_session")
 
-    def process(self, keyed) -> Iterable[SessionFacts]:
-        _, tables = keyed
-        ended, changes = list(tables[schemas.ENDED]), list(tables[schemas.CHANGED])
-        if not ended:
-            # The session was still open when the replay's files were written.
-            self._open_sessions.inc(len(changes))
-            return
-        for record in ended:
-            self._sessions.inc()
-            yield session_facts(record, changes)
-
-
-def _by_session(record: dict) -> Tuple[str, dict]:
-    return record["gs_gameplay_session_id"], record
+    def process(self, keyed) -> Iterable[tuple]:
+        user, joined = keyed
+        changes: Dict[str, List[dict]] = defaultdict(list)
+        for change in joined[schemas.CHANGED]:
+            changes[change["gs_gameplay_session_id"]].append(change)
+        sessions = []
+        for record in joined[schemas.ENDED]:
+            sessions.append(session_facts(record, changes.pop(record["gs_gameplay_session_id"], ())))
+        # What is left are switches of sessions still open when the replay's files were written.
+        self._open_sessions.inc(sum(len(c) for c in changes.values()))
+        self._sessions.inc(len(sessions))
+        if sessions:
+            profiles = list(joined[PROFILES])
+            yield Player(user, tuple(sorted(sessions, key=_session_order))), (profiles[0] if profiles else None)
 
 
 class ReadPlayers(beam.PTransform):
@@ -97,16 +124,13 @@ def _census(day: str, currencies) -> DayCensus:
     return DayCensus(day, sum(n for _, n in currencies), frozenset(c for c, _ in currencies))
 
 
-def _players(user: str, joined) -> Iterable[tuple]:
-    """(Player, their profile or None); profiles of players without sessions are not needed."""
-    sessions, profiles = list(joined["sessions"]), list(joined["profile"])
-    if sessions:
-        yield Player(user, tuple(sorted(sessions, key=_session_order))), (profiles[0] if profiles else None)
+def _day_currencies(player: Player) -> Iterable[tuple]:
+    return Counter((s.day, s.currency) for s in player.sessions).items()
 
 
 class SessionReports(beam.PTransform):
-    """{ENDED: records, CHANGED: records} (and the operator's player profiles)
-    -> (report name, row) of every report."""
+    """{ENDED: records, CHANGED: records, PROFILES: (user_id, PlayerProfile),
+    the last optional} -> (report name, row) of every report."""
 
     def __init__(self, period: Period = Period(), top_games_limit: int = TOP_GAMES,
                  players: Players = Players()):
@@ -116,45 +140,46 @@ class SessionReports(beam.PTransform):
         self._players = players
 
     def expand(self, tables):
-        tables = dict(tables)
-        profiles = tables.pop(PROFILES, None)
         asked, limit, players_info = self._period, self._limit, self._players
-        sessions = (
-            {table: records | f"{table}BySession" >> beam.Map(_by_session) for table, records in tables.items()}
-            | "JoinSessions" >> beam.CoGroupByKey()
-            | "SessionFacts" >> beam.ParDo(_JoinSession()))
-        if profiles is None:
-            profiles = sessions.pipeline | "NoProfiles" >> beam.Create([])
+        pipeline = tables[schemas.ENDED].pipeline
+        keyed = {
+            schemas.ENDED: tables[schemas.ENDED] | "SlimEnded" >> beam.Map(_slim, _ENDED_FIELDS),
+            schemas.CHANGED: tables[schemas.CHANGED] | "SlimChanged" >> beam.Map(_slim, _CHANGED_FIELDS),
+            PROFILES: tables.get(PROFILES) or pipeline | "NoProfiles" >> beam.Create([]),
+        }
+        # One shuffle by player: everything after it is per player, per day or per game.
+        players = keyed | "ByPlayer" >> beam.CoGroupByKey() | "Players" >> beam.ParDo(_PlayerSessions())
         census = (
-            sessions
-            | "DayCurrency" >> beam.Map(lambda s: ((s.day, s.currency), 1))
+            players
+            | "DayCurrency" >> beam.FlatMap(lambda joined: _day_currencies(joined[0]))
             | "SessionsPerDayCurrency" >> beam.CombinePerKey(sum)
             | "ByDay" >> beam.MapTuple(lambda key, n: (key[0], (key[1], n)))
             | "DayCurrencies" >> beam.GroupByKey()
             | "Census" >> beam.MapTuple(_census)
             | "WholeCensus" >> beam.combiners.ToList())
-        # The open ends of the period are the input's first and last day.
-        period = census | "Period" >> beam.Map(lambda days: asked.resolve(d.day for d in days))
         period_rows = census | "PeriodRow" >> beam.FlatMap(
             lambda days: [(PERIOD.name, row) for row in period_row(asked, days, players_info)])
-        players = (
-            {"sessions": sessions | "BySessionPlayer" >> beam.Map(lambda s: (s.user_id, s)), "profile": profiles}
-            | "JoinPlayers" >> beam.CoGroupByKey()
-            | "Players" >> beam.FlatMapTuple(_players))
+        # The asked period's open ends are the input's first and last day, which
+        # filter nothing; only the stake windows need to know the last day, or
+        # they would reach 30 days past the input.
+        period = census | "Period" >> beam.Map(lambda days: asked.resolve(d.day for d in days))
         user_days = players | "UserDays" >> beam.FlatMap(
-            lambda player, p: [(u.day, u) for u in player[0].days(p, player[1])], beam.pvalue.AsSingleton(period))
-        past_stakes = players | "PastStakes" >> beam.FlatMap(
-            lambda player, p: [(s[0], s) for s in player[0].past_stakes(p)], beam.pvalue.AsSingleton(period))
+            lambda joined: [(u.day, u) for u in joined[0].days(asked, joined[1])])
+        past = (
+            players
+            | "DailyStakes" >> beam.FlatMap(lambda joined: [(joined[0].user_id, joined[0].daily_stakes())])
+            | "PastStakes" >> beam.FlatMap(lambda daily, p: [(s[0], s) for s in past_stakes(*daily, p)],
+                                           beam.pvalue.AsSingleton(period)))
         segmentation = Segmentation(players_info)
         day_report_rows = (
-            {"users": user_days, "past": past_stakes}
+            {"users": user_days, "past": past}
             | "JoinDays" >> beam.CoGroupByKey()
             | "DayRows" >> beam.FlatMapTuple(lambda day, joined: day_rows(day, joined["users"], joined["past"],
                                                                            segmentation)))
         game_rows = (
-            sessions
-            | "GameSessions" >> beam.FlatMap(lambda s, p: game_sessions(s) if s.day in p else [],
-                                             beam.pvalue.AsSingleton(period))
+            players
+            | "GameSessions" >> beam.FlatMap(
+                lambda joined: [play for s in joined[0].sessions if s.day in asked for play in game_sessions(s)])
             | "ByGame" >> beam.GroupByKey()
             | "GameRows" >> beam.MapTuple(game_row)
             | "AllGames" >> beam.combiners.ToList()
