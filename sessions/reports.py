@@ -526,13 +526,13 @@ def past_stakes(user_id: str, daily: Iterable[Tuple[str, Optional[str], Decimal]
     """For each reported day whose window holds some of the player's play,
     their stake per currency over the VALUE_WINDOW_DAYS days before it: only
     earlier days, so later data cannot move it."""
+    first = date.fromisoformat(period.first_day).toordinal() if period.first_day else 0
+    last = date.fromisoformat(period.last_day).toordinal() if period.last_day else date.max.toordinal()
     window: Dict[Tuple[str, Optional[str]], Decimal] = defaultdict(Decimal)
     for played, currency, stake in daily:
         ordinal = date.fromisoformat(played).toordinal()
-        for later in range(ordinal + 1, ordinal + VALUE_WINDOW_DAYS + 1):
-            day = date.fromordinal(later).isoformat()
-            if day in period:
-                window[day, currency] += stake
+        for later in range(max(ordinal + 1, first), min(ordinal + VALUE_WINDOW_DAYS, last) + 1):
+            window[date.fromordinal(later).isoformat(), currency] += stake
     return [(day, user_id, currency, stake) for (day, currency), stake in
             sorted(window.items(), key=lambda item: (item[0][0], _currency_order(item[0][1])))]
 
