@@ -64,7 +64,7 @@ def test_schemas_follow_the_spec_types(table):
     by_name = {f["name"]: f["type"] for f in avsc["fields"]}
     for name, avro_type in by_name.items():
         if name.endswith("_amount"):
-            assert avro_type == {"type": "bytes", "logicalType": "decimal", "precision": 38, "scale": 9}, name
+            assert avro_type == {"type": "bytes", "logicalType": "decimal", "precision": 38, "scale": 18}, name
         if name.endswith("_date"):
             assert avro_type == {"type": "long", "logicalType": "timestamp-millis"}, name
     if table == schemas.ENDED:
