@@ -25,6 +25,10 @@ class RunCounts:
         return (self["events_used"] + sum(self.dead_lettered.values())
                 + self["ignored_event_type"] + self["duplicate_event"])
 
+    def per_trigger(self, prefix: str) -> Dict[str, int]:
+        """{trigger name: count} of the `<prefix><name>` counters."""
+        return {name[len(prefix):]: n for name, n in sorted(self.counters.items()) if name.startswith(prefix)}
+
     @property
     def balanced(self) -> bool:
         return self["events_read"] == self.accounted
@@ -50,10 +54,18 @@ def print_summary(result, output_dir: str) -> RunCounts:
         ("  ignored event types", counts["ignored_event_type"]),
         ("  duplicates dropped", counts["duplicate_event"]),
         ("unattributed wins/rollbacks", counts["unattributed_event"]),
+        ("logouts outside a session", counts["logout_outside_session"]),
         ("sessions ended", counts["sessions_ended"]),
         ("game switches", counts["game_switches"]),
-        ("files written", counts["files_written"]),
     ]
+    fired, failed = counts.per_trigger("trigger_fired_"), counts.per_trigger("trigger_error_")
+    if fired or failed:
+        rows.append(("campaign triggers fired", sum(fired.values())))
+        for name in sorted(set(fired) | set(failed)):
+            errors = f" ({failed[name]:,} failed to evaluate)" if failed.get(name) else ""
+            rows.append((f"  {name}{errors}", fired.get(name, 0)))
+        rows.append(("trigger errors", counts["trigger_error"]))
+    rows.append(("files written", counts["files_written"]))
     width = max(len(label) for label, _ in rows)
     print(f"game_sessions: replay finished, output in {output_dir}")
     for label, value in rows:
