@@ -12,7 +12,7 @@ import os
 import sys
 import tempfile
 import uuid
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -28,9 +28,18 @@ from transforms.triggers import read_rules
 
 
 def build_pipeline(options: PipelineOptions) -> beam.Pipeline:
+    return _build(options, *_checked(options))
+
+
+def _checked(options: PipelineOptions) -> Tuple[GameSessionsOptions, Tuple[TriggerRule, ...]]:
+    """The options and the trigger rules, checked: a broken rules file stops
+    the job here, before anything runs (ValueError)."""
     opts = validate(options)
-    # A broken rules file stops the job here, before anything runs.
-    trigger_rules = read_rules(opts.triggers) if opts.triggers else ()
+    return opts, read_rules(opts.triggers) if opts.triggers else ()
+
+
+def _build(options: PipelineOptions, opts: GameSessionsOptions,
+           trigger_rules: Sequence[TriggerRule]) -> beam.Pipeline:
     if options.view_as(StandardOptions).streaming:
         return build_live(options, opts, trigger_rules)
     return _build_replay(options, opts, trigger_rules)
@@ -54,14 +63,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     # Built as the subclass so that --help lists the job's own options.
     options = GameSessionsOptions(argv)
     try:
-        pipeline = build_pipeline(options)
+        opts, trigger_rules = _checked(options)
+        pipeline = _build(options, opts, trigger_rules)
     except ValueError as e:
         print(f"game_sessions: error: {e}", file=sys.stderr)
         return 2
     result = pipeline.run()
     result.wait_until_finish()
     if not options.view_as(StandardOptions).streaming:
-        print_summary(result, options.view_as(GameSessionsOptions).output_dir)
+        print_summary(result, opts.output_dir, [rule.name for rule in trigger_rules])
     return 0
 
 

@@ -1,6 +1,6 @@
 """The end-of-run summary: the job's books, from its Beam counters."""
 from dataclasses import dataclass
-from typing import Dict
+from typing import Dict, Sequence
 
 from apache_beam.metrics.metric import MetricsFilter
 
@@ -43,7 +43,9 @@ def run_counts(result, namespace: str = NAMESPACE) -> RunCounts:
     return RunCounts(counters)
 
 
-def print_summary(result, output_dir: str) -> RunCounts:
+def print_summary(result, output_dir: str, trigger_names: Sequence[str] = ()) -> RunCounts:
+    """Prints the books; every trigger gets a row, firings or not (Beam
+    reports no counter that was never incremented)."""
     counts = run_counts(result)
     dead = counts.dead_lettered
     rows = [
@@ -59,9 +61,9 @@ def print_summary(result, output_dir: str) -> RunCounts:
         ("game switches", counts["game_switches"]),
     ]
     fired, failed = counts.per_trigger("trigger_fired_"), counts.per_trigger("trigger_error_")
-    if fired or failed:
+    if trigger_names:
         rows.append(("campaign triggers fired", sum(fired.values())))
-        for name in sorted(set(fired) | set(failed)):
+        for name in trigger_names:
             errors = f" ({failed[name]:,} failed to evaluate)" if failed.get(name) else ""
             rows.append((f"  {name}{errors}", fired.get(name, 0)))
         rows.append(("trigger errors", counts["trigger_error"]))

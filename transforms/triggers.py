@@ -33,8 +33,6 @@ class TriggerFiring:
     def __init__(self, rules: Sequence[TriggerRule]):
         self._triggers = CampaignTriggers(rules)
         self._fired, self._failed = trigger_counters(self._triggers.names)
-        for counter in self._fired.values():
-            counter.inc(0)  # every trigger shows in the books, firings or not
 
     def fire(self, session_events: Iterable[SessionEvent], cooldowns: Dict[str, int]) -> List[Firing]:
         """Firings of one user's session events, in order; an expression
