@@ -16,6 +16,9 @@ setuptools.setup(
         "apache-beam[gcp]==2.77.0",
         "fastavro>=1.9",
         "google-cloud-pubsub>=2.18",
+        # Campaign triggers: Google's CEL (C++ core, type-checked), rules files in YAML.
+        "cel-expr-python>=0.1.3",
+        "pyyaml>=6",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "duckdb>=1.0", "sqlglot>=25", "atheris>=2.3"],
