@@ -20,12 +20,14 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from sessions.records import average
 
 CENT = Decimal("0.01")
+# Money keeps the amounts' own 18 places: 2 would turn an average ETH bet into 0.00.
+MONEY_PLACES = Decimal("1e-18")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 TOP_GAMES = 50
 
@@ -48,7 +50,9 @@ UNSEGMENTED = "Unsegmented"
 @dataclass(frozen=True)
 class Column:
     name: str
-    kind: str  # "day" (ISO date), "text", "currency" (text or None), "count" (int) or "amount" (Decimal, 2 places)
+    # "day" (ISO date), "text", "currency" (text or None), "count" (int), "amount" (Decimal, 2 places)
+    # or "money" (Decimal, 18 places: a currency's own units, down to crypto's smallest)
+    kind: str
     doc: str
 
 
@@ -73,6 +77,10 @@ def _count(name, doc):
 
 def _amount(name, doc):
     return Column(name, "amount", doc)
+
+
+def _money(name, doc):
+    return Column(name, "money", doc)
 
 
 PERIOD = Report("period", "The reported period and the history before it", (
@@ -112,9 +120,9 @@ BET_AMOUNTS = Report("bet_amounts", "Chart 3: Avg bet amount and stake per sessi
     Column("currency", "currency", "the sessions' currency (empty: sessions without one)"),
     _count("sessions", "sessions in that currency that started that day"),
     _count("bets", "bets of those sessions"),
-    _amount("stake", "total stake (real + bonus) of those sessions"),
-    _amount("avg_bet_amount", "stake / bets: the average single bet"),
-    _amount("avg_stake_per_session", "stake / sessions: what a session wagers"),
+    _money("stake", "total stake (real + bonus) of those sessions"),
+    _money("avg_bet_amount", "stake / bets: the average single bet"),
+    _money("avg_stake_per_session", "stake / sessions: what a session wagers"),
 ))
 GAMES_PER_SESSION = Report("games_per_session", "Chart 4: Avg unique games per session", (
     _day(),
@@ -584,6 +592,15 @@ class Segmentation:
 
 # ---------------------------------------------------------------- one day's rows
 
+def money_average(total: Decimal, count: int) -> Decimal:
+    """Half-up to 18 places; 0 when there is nothing to average."""
+    if count == 0:
+        return Decimal(0)
+    with localcontext() as context:
+        context.prec = 60  # 20 integer digits and 18 places, exactly, before rounding
+        return (total / count).quantize(MONEY_PLACES, rounding=ROUND_HALF_UP)
+
+
 def median(values: Sequence[int]) -> Decimal:
     """Halfway between the middle two for an even count (PERCENTILE_CONT 0.5)."""
     ordered = sorted(values)
@@ -629,7 +646,7 @@ def bet_amount_rows(day: str, users: Sequence[UserDay], _tiers) -> List[dict]:
         sessions, bets, stake = totals.get(play.currency, (0, 0, Decimal(0)))
         totals[play.currency] = (sessions + play.sessions, bets + play.bets, stake + play.stake)
     return [{"day": day, "currency": currency, "sessions": sessions, "bets": bets, "stake": stake,
-             "avg_bet_amount": average(stake, bets), "avg_stake_per_session": average(stake, sessions)}
+             "avg_bet_amount": money_average(stake, bets), "avg_stake_per_session": money_average(stake, sessions)}
             for currency, (sessions, bets, stake) in sorted(totals.items(), key=lambda t: _currency_order(t[0]))]
 
 

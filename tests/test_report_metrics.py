@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from sessions.reports import (REPORTS, REPORTS_BY_NAME, TOP_GAMES, UNSEGMENTED, CurrencyPlay, DayCensus, GamePlay, GameSession, Period,
                               Player, PlayerProfile, Players, Segmentation, SessionFacts, UserDay, ValueTiers,
-                              all_reports, day_rows, epoch_ms, game_row, median, parse_day, period_row, read_players,
+                              all_reports, day_rows, epoch_ms, game_row, median, money_average, parse_day, period_row, read_players,
                               segment_order, session_facts, sort_key, stake_tiers, top_games, utc_day)
 from transforms.report import csv_bytes, output_value
 
@@ -185,7 +185,7 @@ def test_averages_are_exact_and_round_half_up():
                     user_day("b", [2], amounts=[(None, 1, 0, "1")], bets=0, games=1)])
     assert rows["bets_per_session"] == [{"day": "2026-01-06", "sessions": 2, "bets": 3,
                                          "avg_bets_per_session": Decimal("1.50")}]
-    assert rows["bet_amounts"][0]["avg_stake_per_session"] == Decimal("1.02")
+    assert rows["bet_amounts"][0]["avg_stake_per_session"] == Decimal("1.015")  # money keeps its places
     assert rows["games_per_session"][0]["avg_unique_games_per_session"] == Decimal("1.50")
     assert rows["sessions_per_user"][0]["avg_session_seconds_per_user"] == Decimal("1.50")
 
@@ -313,17 +313,23 @@ def test_top_games_by_players_then_sessions_then_id_and_cut_at_the_limit():
 
 # ---------------------------------------------------------------- output
 
-def test_output_rounds_amounts_half_up_to_cents_and_keeps_counts():
+def test_output_rounds_averages_half_up_to_cents_and_money_to_18_places():
     report = REPORTS_BY_NAME["bet_amounts"]
-    amount, count = report.columns[4], report.columns[2]
-    assert output_value(amount, Decimal("2.005")) == Decimal("2.01")
-    assert str(output_value(amount, Decimal(0))) == "0.00"
+    count, money = report.columns[2], report.columns[5]
+    average_bets = REPORTS_BY_NAME["bets_per_session"].columns[3]
+    assert output_value(average_bets, Decimal("2.005")) == Decimal("2.01")
+    assert str(output_value(average_bets, Decimal(0))) == "0.00"
     assert output_value(count, 7) == 7
-    row = {"day": "2026-01-06", "currency": None, "sessions": 2, "bets": 3, "stake": Decimal("2.005"),
-           "avg_bet_amount": Decimal("0.668333"), "avg_stake_per_session": Decimal("1.0025")}
-    assert csv_bytes(report, [row, {**row, "currency": "EUR"}]).decode() == (
+    assert output_value(money, Decimal(1) / 3) == Decimal("0.333333333333333333")
+    row = {"day": "2026-01-06", "currency": None, "sessions": 2, "bets": 3, "stake": Decimal("2.5"),
+           "avg_bet_amount": Decimal("0.0000000000000000005"), "avg_stake_per_session": Decimal("1.25")}
+    eth = {**row, "currency": "ETH", "stake": Decimal("0.003"), "avg_bet_amount": Decimal("0.001"),
+           "avg_stake_per_session": Decimal("0.0015")}
+    assert csv_bytes(report, [row, eth]).decode() == (
         "day,currency,sessions,bets,stake,avg_bet_amount,avg_stake_per_session\n"
-        "2026-01-06,,2,3,2.01,0.67,1.00\n2026-01-06,EUR,2,3,2.01,0.67,1.00\n")
+        "2026-01-06,,2,3,2.50,0.000000000000000001,1.25\n"
+        "2026-01-06,ETH,2,3,0.003,0.001,0.0015\n")
+    assert money_average(Decimal("0.000000000000000001"), 2) == Decimal("0.000000000000000001")  # half up
 
 
 def test_rows_sort_by_day_then_tier_order_or_currency_or_by_rank():

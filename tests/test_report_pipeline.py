@@ -20,7 +20,7 @@ import schemas
 from pipelines.session_report import main
 from sessions.reports import REPORTS, REPORTS_BY_NAME, Period, ValueTiers, all_reports, read_players, session_facts
 from tools import report_sql
-from transforms.report import csv_bytes, output_value
+from transforms.report import csv_bytes, csv_cell
 
 DAY6 = datetime(2026, 1, 6, tzinfo=timezone.utc)
 DAY6_MS = 1_767_657_600_000
@@ -47,13 +47,15 @@ def _times(start: int, end: int, delay: int) -> dict:
 
 def ended(session, user, start, end, games, bets, stake, currency=None):
     return {"user_id": user, "gs_gameplay_session_id": session, "gs_all_game_ids": games,
-            **_amounts(bets, stake), **_times(start, end, 300), "currency": currency}
+            **_amounts(bets, stake), **_times(start, end, 300), "gs_end_reason": "inactivity",
+            "gs_game_switches_count": 0, "gs_last_game_id": games[-1], "currency": currency}
 
 
 def changed(session, user, start, end, old, new, name):
     return {"user_id": user, "gs_gameplay_session_id": session, "gs_game_session_id": f"{session}_{start}_{name}",
             "gs_game_name": name, "gs_game_old_id": old, "gs_game_new_id": new, **_amounts(1, "1"),
-            **_times(start, end, 0)}
+            **_times(start, end, 0), "gs_end_reason": "inactivity", "gs_game_switches_count": 1,
+            "gs_last_game_id": old, "currency": None}
 
 
 DAY2_MS, DAY8_MS = DAY6_MS - 4 * 86_400_000, DAY7_MS + 86_400_000
@@ -94,11 +96,11 @@ registered_players,segments
 2026-01-06,3,35,11.67
 2026-01-07,2,31,15.50
 """,
-    # EUR on the 6th: 15.05 over 15 bets = 1.003 a bet, over 2 sessions = 7.525 -> 7.53.
+    # EUR on the 6th: 15.05 over 15 bets = 1.00333... a bet, over 2 sessions = 7.525; money keeps 18 places.
     "bet_amounts": """day,currency,sessions,bets,stake,avg_bet_amount,avg_stake_per_session
 2026-01-06,BRL,1,20,2.00,0.10,2.00
-2026-01-06,EUR,2,15,15.05,1.00,7.53
-2026-01-07,BRL,1,30,100.00,3.33,100.00
+2026-01-06,EUR,2,15,15.05,1.003333333333333333,7.525
+2026-01-07,BRL,1,30,100.00,3.333333333333333333,100.00
 2026-01-07,EUR,1,1,0.10,0.10,0.10
 """,
     "games_per_session": """day,sessions,session_games,avg_unique_games_per_session
@@ -155,15 +157,6 @@ EXPECTED_WITH_PLAYERS = {
 }
 
 
-def with_currency(table):
-    """Our test records carry a currency even where the schemas of this
-    version do not have the field yet (then the tests add it)."""
-    schema = json.loads(schemas.avsc_path(table).read_text())
-    if all(f["name"] != "currency" for f in schema["fields"]):
-        schema["fields"].append({"name": "currency", "type": ["null", "string"], "default": None})
-    return fastavro.parse_schema(schema)
-
-
 def write_replay_output(folder, ended_records, changed_records):
     """Avro files as the replay writes them: one per dt= partition of the session start."""
     for table, records in ((schemas.ENDED, ended_records), (schemas.CHANGED, changed_records)):
@@ -173,7 +166,7 @@ def write_replay_output(folder, ended_records, changed_records):
         for day, day_records in by_day.items():
             os.makedirs(os.path.join(folder, table, f"dt={day}"), exist_ok=True)
             with open(os.path.join(folder, table, f"dt={day}", "part-0.avro"), "wb") as f:
-                fastavro.writer(f, with_currency(table), day_records)
+                fastavro.writer(f, schemas.avro_schema(table), day_records)
     return str(folder)
 
 
@@ -184,8 +177,7 @@ def csv_text(report_name, rows):
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(report.column_names)
     for row in rows:
-        writer.writerow([row[c.name].isoformat() if isinstance(row[c.name], date) else output_value(c, row[c.name])
-                         for c in report.columns])
+        writer.writerow([csv_cell(c, row[c.name]) for c in report.columns])
     return out.getvalue()
 
 
@@ -278,18 +270,20 @@ def test_without_a_period_the_whole_input_is_reported_and_there_is_no_history(re
 
 @pytest.mark.e2e  # runs the Beam job
 def test_outputs_written_before_sessions_had_a_currency_still_report(tmp_path):
-    old = [{k: v for k, v in r.items() if k != "currency"} for r in ENDED]
+    added = ("gs_end_reason", "gs_game_switches_count", "gs_last_game_id", "currency")
+    old = [{k: v for k, v in r.items() if k not in added} for r in ENDED]
     replay = tmp_path / "replay"
     for record in old:
         folder = replay / schemas.ENDED / f"dt={record['gs_session_start_date'].date()}"
         folder.mkdir(parents=True, exist_ok=True)
         schema = json.loads(schemas.avsc_path(schemas.ENDED).read_text())
-        schema["fields"] = [f for f in schema["fields"] if f["name"] != "currency"]
+        schema["fields"] = [f for f in schema["fields"] if f["name"] not in added]
         with open(folder / f"{record['gs_gameplay_session_id']}.avro", "wb") as f:
             fastavro.writer(f, fastavro.parse_schema(schema), [record])
     assert main([f"--input_dir={replay}", f"--output_dir={tmp_path / 'report'}", *PERIOD]) == 0
     assert read_text(tmp_path / "report" / "bet_amounts.csv").splitlines()[1:] == [
-        "2026-01-06,,3,35,17.05,0.49,5.68", "2026-01-07,,2,31,100.10,3.23,50.05"]
+        "2026-01-06,,3,35,17.05,0.487142857142857143,5.683333333333333333",
+        "2026-01-07,,2,31,100.10,3.229032258064516129,50.05"]
     rows = report_sql.query(report_sql.connect(str(replay)), "bet_amounts", "2026-01-06", "2026-01-07")
     assert csv_text("bet_amounts", rows) == read_text(tmp_path / "report" / "bet_amounts.csv")
 

@@ -88,6 +88,8 @@ def _tick_label(value: float) -> str:
 
 
 def _value_label(value: float) -> str:
+    if 0 < abs(value) < 1:  # a crypto amount: its first digits, not 0.00
+        return f"{value:.4g}"
     return f"{value:,.2f}".rstrip("0").rstrip(".")
 
 
@@ -396,7 +398,7 @@ def screenshot(page: str, png: str, width: int = 1400, height: int = 8000) -> Tu
     box = ImageChops.difference(image, background).getbbox()
     if box:
         image = image.crop((0, 0, width, min(height, box[3] + 24)))
-    image.quantize(colors=64).save(png, optimize=True)
+    image.quantize(colors=128, method=Image.Quantize.FASTOCTREE).save(png, optimize=True)
     return image.size
 
 

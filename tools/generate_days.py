@@ -7,18 +7,16 @@ and stickiness reports need.
 Options make the days look more like a casino's month than one day repeated:
 - `--arrivals=N`: each day the numbering starts N players later, so about N
   players a day are new for good and as many leave;
-- `--currencies=EUR,BRL,...`: every player bets in one of them, always the same;
 - `--games_per_title=N`: each title exists as N games (ids `TITLE`, `TITLE_2`,
   ...), one per group of players, for more games than the generator's 24.
 
     python -m tools.generate_days --days=7 --events=3000 --output=week.jsonl.gz \
-        [--arrivals=4] [--currencies=EUR,BRL,USD] [--games_per_title=3]
+        [--arrivals=4] [--games_per_title=3]
 """
 import argparse
 import json
 import zlib
 from datetime import datetime, timedelta
-from typing import Optional, Sequence
 
 from tools.generate_events import generate, write
 
@@ -34,11 +32,12 @@ def _player(user_id, shift: int):
     return user_id
 
 
-def pick(user_id, choices: Sequence):
-    return choices[zlib.crc32(str(user_id).encode()) % len(choices)]
+def _game_copy(user_id, copies: int) -> int:
+    """Each player plays one copy of every title, always the same."""
+    return 1 + zlib.crc32(f"{user_id}/games".encode()) % copies
 
 
-def _moved(line: str, day: int, arrivals: int = 0, currencies: Sequence[str] = (), games_per_title: int = 1) -> str:
+def _moved(line: str, day: int, arrivals: int = 0, games_per_title: int = 1) -> str:
     try:
         event = json.loads(line)
     except ValueError:
@@ -51,10 +50,8 @@ def _moved(line: str, day: int, arrivals: int = 0, currencies: Sequence[str] = (
         event["event_id"] = f"d{day}-{event['event_id']}"
     if arrivals and "user_id" in event:
         event["user_id"] = _player(event["user_id"], day * arrivals)
-    if currencies and "user_id" in event:
-        event["currency"] = pick(event["user_id"], currencies)
     if games_per_title > 1 and "game_id" in event and "user_id" in event:
-        copy = pick(f"{event['user_id']}/games", range(1, games_per_title + 1))
+        copy = _game_copy(event["user_id"], games_per_title)
         if copy > 1:
             event["game_id"] = f"{event['game_id']}_{copy}"
             event["game_name"] = f"{event.get('game_name', event['game_id'])} #{copy}"
@@ -72,12 +69,12 @@ def _moved(line: str, day: int, arrivals: int = 0, currencies: Sequence[str] = (
 
 
 def generate_days(days: int, events_per_day: int, seed: int = 7, arrivals: int = 0,
-                  currencies: Optional[Sequence[str]] = None, games_per_title: int = 1) -> list:
+                  games_per_title: int = 1) -> list:
     if days <= 0:
         raise ValueError(f"days must be positive, got {days}")
     if arrivals % 2:
         raise ValueError(f"arrivals must be even (players alternate two id styles), got {arrivals}")
-    return [_moved(line, day, arrivals, currencies or (), games_per_title) if line else line
+    return [_moved(line, day, arrivals, games_per_title) if line else line
             for day in range(days) for line in generate(events_per_day, seed + day)]
 
 
@@ -87,13 +84,11 @@ def main(argv=None) -> None:
     parser.add_argument("--events", type=int, default=3000, help="about how many lines per day")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--arrivals", type=int, default=0, help="new players a day (even)")
-    parser.add_argument("--currencies", default="", help="comma-separated; default: the generator's")
     parser.add_argument("--games_per_title", type=int, default=1)
     parser.add_argument("--output", required=True, help="a .jsonl or .jsonl.gz path")
     args = parser.parse_args(argv)
     try:
-        lines = generate_days(args.days, args.events, args.seed, args.arrivals,
-                              [c for c in args.currencies.split(",") if c], args.games_per_title)
+        lines = generate_days(args.days, args.events, args.seed, args.arrivals, args.games_per_title)
     except ValueError as e:
         parser.error(str(e))
     write(args.output, lines)

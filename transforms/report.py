@@ -21,7 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 import schemas
-from sessions.reports import (CENT, PERIOD, REPORTS, REPORTS_BY_NAME, TOP_GAMES, TOP_GAMES_REPORT, Column, DayCensus,
+from sessions.reports import (CENT, MONEY_PLACES, PERIOD, REPORTS, REPORTS_BY_NAME, TOP_GAMES, TOP_GAMES_REPORT, Column, DayCensus,
                               Period, Player, Players, PlayersFile, Report, Segmentation, SessionFacts, day_rows,
                               epoch_ms, game_row, game_sessions, past_stakes, period_row, session_facts, sort_key,
                               top_games)
@@ -194,10 +194,25 @@ def _session_order(session: SessionFacts) -> tuple:
 # ---------------------------------------------------------------- files
 
 def output_value(column: Column, value):
-    """Money and averages are kept exact until here, then rounded half-up to cents."""
+    """Averages are kept exact until here, then rounded half-up: to cents, or
+    for money to the amounts' 18 places."""
     if column.kind == "amount":
         return Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP)
+    if column.kind == "money":
+        return Decimal(value).quantize(MONEY_PLACES, rounding=ROUND_HALF_UP)
     return value
+
+
+def csv_cell(column: Column, value) -> str:
+    """Money without the trailing zeros of its 18 places, but with cents: 2.50, 0.000123."""
+    value = output_value(column, value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if column.kind == "money":
+        text = f"{value.normalize():f}"
+        whole, _, places = text.partition(".")
+        return f"{whole}.{places.ljust(2, '0')}"
+    return "" if value is None else str(value)
 
 
 _AVRO_TYPES = {
@@ -205,8 +220,10 @@ _AVRO_TYPES = {
     "text": "string",
     "currency": ["null", "string"],
     "count": "long",
-    # BigQuery NUMERIC, as the session tables' amounts.
+    # BigQuery NUMERIC, for the 2-place averages.
     "amount": {"type": "bytes", "logicalType": "decimal", "precision": 38, "scale": 9},
+    # BigQuery BIGNUMERIC, as the session tables' amounts.
+    "money": {"type": "bytes", "logicalType": "decimal", "precision": 38, "scale": 18},
 }
 
 
@@ -221,7 +238,7 @@ def csv_bytes(report: Report, rows: List[dict]) -> bytes:
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(report.column_names)
     for row in rows:
-        writer.writerow([output_value(c, row[c.name]) for c in report.columns])
+        writer.writerow([csv_cell(c, row[c.name]) for c in report.columns])
     return text.getvalue().encode("utf-8")
 
 

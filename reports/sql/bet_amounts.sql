@@ -1,6 +1,7 @@
 -- Chart 3: Daily trend - avg bet amount and stake per session, per currency:
 -- amounts of different currencies never add up. Average bet = stake / bets;
--- stake per session = stake / sessions (stake = real + bonus).
+-- stake per session = stake / sessions (stake = real + bonus). Money keeps the
+-- amounts' 18 places (BIGNUMERIC): 2 would turn an average ETH bet into 0.
 -- Parameters and the period: period.sql.
 WITH input_sessions AS (
   SELECT *, CAST(gs_session_start_date AS DATE) AS day
@@ -17,9 +18,9 @@ SELECT
   currency,
   COUNT(*) AS sessions,
   SUM(gs_bets_count) AS bets,
-  ROUND(SUM(gs_total_bet_amount), 2) AS stake,
-  COALESCE(ROUND(SAFE_DIVIDE(SUM(gs_total_bet_amount), SUM(gs_bets_count)), 2), 0) AS avg_bet_amount,
-  ROUND(SAFE_DIVIDE(SUM(gs_total_bet_amount), COUNT(*)), 2) AS avg_stake_per_session
+  SUM(gs_total_bet_amount) AS stake,
+  COALESCE(ROUND(SAFE_DIVIDE(SUM(gs_total_bet_amount), SUM(gs_bets_count)), 18), 0) AS avg_bet_amount,
+  ROUND(SAFE_DIVIDE(SUM(gs_total_bet_amount), COUNT(*)), 18) AS avg_stake_per_session
 FROM sessions
 GROUP BY day, currency
 ORDER BY day, currency IS NOT NULL, currency
