@@ -69,17 +69,30 @@ dashboard: venv
 dashboard-week: venv
 	rm -rf $(OUT)/week
 	mkdir -p $(OUT)/week
-	$(PY) -m tools.generate_days --days=7 --events=4000 --output=$(OUT)/week/events.jsonl.gz
+	$(PY) -m tools.generate_days --days=7 --events=4000 --arrivals=4 --output=$(OUT)/week/events.jsonl.gz
 	$(PY) -m pipelines.game_sessions --input=$(OUT)/week/events.jsonl.gz --output_dir=$(OUT)/week/replay \
 	    --output_format=avro --runner=DirectRunner
 	$(PY) -m pipelines.session_report --input_dir=$(OUT)/week/replay --output_dir=$(OUT)/week/report \
 	    --runner=DirectRunner
 
+## 60 generated days, the last 30 reported with the first 30 as history: out/60d/report, and
+## the screenshot in docs/dashboard.png (headless Chromium).
+dashboard-60d: venv chromium
+	rm -rf $(OUT)/60d
+	mkdir -p $(OUT)/60d
+	$(PY) -m tools.generate_days --days=60 --events=5000 --arrivals=4 --games_per_title=3 \
+	    --output=$(OUT)/60d/events.jsonl.gz
+	$(PY) -m pipelines.game_sessions --input=$(OUT)/60d/events.jsonl.gz --output_dir=$(OUT)/60d/replay \
+	    --output_format=avro --runner=DirectRunner
+	$(PY) -m pipelines.session_report --input_dir=$(OUT)/60d/replay --output_dir=$(OUT)/60d/report \
+	    --from_date=2026-02-05 --to_date=2026-03-06 --runner=DirectRunner
+	$(PY) -m tools.dashboard $(OUT)/60d/report --png=docs/dashboard.png
+
 ## Headless Chromium for the dashboard tests (Debian's package).
 chromium:
 	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
-.PHONY: dashboard dashboard-week chromium
+.PHONY: dashboard dashboard-week dashboard-60d chromium
 TEST_DEPS += chromium
 
 # --- Flink and Dataflow (docs/flink-dataflow.md) ------------------------------

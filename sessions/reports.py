@@ -15,7 +15,6 @@ sessions after it are never looked at, so a day's numbers never depend on
 anything that happened later.
 """
 import csv
-import io
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field

@@ -72,22 +72,7 @@ def test_a_session_over_midnight_belongs_to_the_day_it_started():
     assert session_facts(ended(start, start + 600_000, ["A"]), []).day == "2026-01-06"
 
 
-# ---------------------------------------------------------------- value tiers
-
-def test_tiers_take_5_15_30_and_50_percent_of_players_by_period_stake():
-    tiers = ValueTiers.from_stakes(Decimal(n) for n in range(1, 21))  # 20 players, stakes 1..20
-    assert [tiers.tier(Decimal(n)) for n in range(20, 0, -1)] == (
-        ["Top"] + ["High"] * 3 + ["Medium"] * 6 + ["Low"] * 10)
-
-
-def test_a_tier_is_never_empty_for_want_of_rounding_and_equal_stakes_share_one():
-    assert ValueTiers.from_stakes([Decimal(7)]).tier(Decimal(7)) == "Top"
-    three = ValueTiers.from_stakes([Decimal(1), Decimal(2), Decimal(3)])
-    assert [three.tier(Decimal(n)) for n in (3, 2, 1)] == ["Top", "Medium", "Low"]
-    tied = ValueTiers.from_stakes([Decimal(5)] * 2 + [Decimal(1)] * 18)
-    assert tied.tier(Decimal(5)) == "Top"  # both: nobody has more, though 2 > 5% of 20
-    assert tied.tier(Decimal(1)) == "High"  # all 18: 2 players ahead of each, 2 < 20% of 20
-
+# ---------------------------------------------------------------- players, history and value tiers
 
 def session(day, user="u1", seconds=60, stake="1", bets=2, currency=None, sid=None, games=("A",)):
     return SessionFacts(sid or f"{day}-{user}-{seconds}-{stake}", user, day, seconds, Decimal(stake), bets,

@@ -16,7 +16,7 @@ import glob
 import os
 import re
 import sys
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
