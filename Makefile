@@ -86,7 +86,7 @@ dashboard-60d: venv chromium
 	    --output_format=avro --runner=DirectRunner
 	$(PY) -m pipelines.session_report --input_dir=$(OUT)/60d/replay --output_dir=$(OUT)/60d/report \
 	    --from_date=2026-02-05 --to_date=2026-03-06 --runner=DirectRunner
-	$(PY) -m tools.dashboard $(OUT)/60d/report --png=docs/dashboard.png
+	$(PY) -m tools.dashboard $(OUT)/60d/report --png=docs/dashboard.png --png_scale=0.75
 
 ## Headless Chromium for the dashboard tests (Debian's package).
 chromium:

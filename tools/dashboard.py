@@ -384,20 +384,23 @@ def chromium(args: Sequence[str], profile: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120, check=True)
 
 
-def screenshot(page: str, png: str, width: int = 1400, height: int = 8000) -> Tuple[int, int]:
-    """A PNG of the whole page, cut below its last line, in a small palette
-    (the page has few colours). Chromium shoots the window, so the window is
-    taller than any page and the empty rest is cut off."""
-    from PIL import Image, ImageChops  # only this needs Pillow
+def screenshot(page: str, png: str, width: int = 1400, height: int = 8000, scale: float = 1.0) -> Tuple[int, int]:
+    """A PNG of the whole page in a small palette (the page has few colours).
+    Chromium shoots the window, so the window is taller than any page, and the
+    rows below the page (one colour each: the body's, or black past what
+    Chromium paints) are cut off."""
+    from PIL import Image  # only this needs Pillow
 
     with tempfile.TemporaryDirectory() as profile:
         chromium([f"--screenshot={os.path.abspath(png)}", f"--window-size={width},{height}",
                   "file://" + os.path.abspath(page)], profile)
     image = Image.open(png).convert("RGB")
-    background = Image.new("RGB", image.size, image.getpixel((width - 1, height - 1)))
-    box = ImageChops.difference(image, background).getbbox()
-    if box:
-        image = image.crop((0, 0, width, min(height, box[3] + 24)))
+    bottom = height
+    while bottom > 1 and all(low == high for low, high in image.crop((0, bottom - 1, width, bottom)).getextrema()):
+        bottom -= 1
+    image = image.crop((0, 0, width, min(height, bottom + 24)))
+    if scale != 1.0:
+        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
     image.quantize(colors=128, method=Image.Quantize.FASTOCTREE).save(png, optimize=True)
     return image.size
 
@@ -406,11 +409,12 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("report_dir", help="output folder of pipelines.session_report")
     parser.add_argument("--png", help="also a screenshot of the page, by headless Chromium, to this file")
+    parser.add_argument("--png_scale", type=float, default=1.0, help="resize the screenshot, e.g. 0.75")
     args = parser.parse_args(argv)
     page = write_dashboard(args.report_dir)
     print(page)
     if args.png:
-        width, height = screenshot(page, args.png)
+        width, height = screenshot(page, args.png, scale=args.png_scale)
         print(f"{args.png}: {width} x {height}")
 
 
