@@ -72,6 +72,7 @@ def test_the_header_states_the_period_and_its_history_and_warns_when_it_is_short
     assert 'class="warning"' not in enough
     none = render(reports(period=PERIOD_ROW | {"history_days": 0, "history_from": DAYS[0]}))
     assert "no history before the period" in none
+    assert "No history before the period: every player on their first day in the input counts as new" in none
     operator = render(reports(period=PERIOD_ROW | {"registered_players": 5, "segments": 2}))
     assert 'class="warning"' not in operator
 

@@ -342,9 +342,11 @@ def period_lines(period: dict) -> Tuple[str, List[str]]:
     warnings = []
     if history_days < ENOUGH_HISTORY_DAYS:
         if not int(period["registered_players"]):
-            warnings.append(f"Only {_plural(history_days, 'day')} of history before the period: a player whose "
-                            f"last visit was longer ago counts as new (chart 5). Start the input at least "
-                            f"{ENOUGH_HISTORY_DAYS} days before --from_date, or give registration dates (--players).")
+            seen = (f"Only {_plural(history_days, 'day')} of history before the period: a player whose last visit "
+                    f"was longer ago" if history_days else
+                    "No history before the period: every player on their first day in the input")
+            warnings.append(f"{seen} counts as new (chart 5). Start the input at least {ENOUGH_HISTORY_DAYS} days "
+                            f"before --from_date, or give registration dates (--players).")
         if not int(period["segments"]):
             warnings.append(f"Value tiers (charts 6, 7) rank the stake of the {VALUE_WINDOW_DAYS} days before each "
                             f"day; the period's first {min(VALUE_WINDOW_DAYS - history_days, days)} days see less "
