@@ -79,17 +79,17 @@ labels AS (
 ),
 user_days AS (
   SELECT
-    user_days.day,
-    user_days.user_id,
-    user_days.sessions,
+    played.day,
+    played.user_id,
+    played.sessions,
     CASE
       WHEN found.segment_count > 0 THEN COALESCE(players.segment, 'Unsegmented')
       ELSE stake_labels.value_tier
     END AS value_tier
-  FROM (SELECT day, user_id, COUNT(*) AS sessions FROM sessions GROUP BY day, user_id) AS user_days
+  FROM (SELECT day, user_id, COUNT(*) AS sessions FROM sessions GROUP BY day, user_id) AS played
   CROSS JOIN (SELECT COUNT(*) AS segment_count FROM segments) AS found
-  LEFT JOIN players ON players.user_id = user_days.user_id
-  LEFT JOIN stake_tiers ON stake_tiers.day = user_days.day AND stake_tiers.user_id = user_days.user_id
+  LEFT JOIN players ON players.user_id = played.user_id
+  LEFT JOIN stake_tiers ON stake_tiers.day = played.day AND stake_tiers.user_id = played.user_id
   JOIN stake_labels ON stake_labels.position = COALESCE(stake_tiers.position, 4)
 ),
 tier_days AS (
