@@ -153,7 +153,7 @@ class _CloseBucket(beam.DoFn):
     a perfect live run would have (SPEC §3.1, §3.2), and the campaign
     triggers they fire (SPEC §7)."""
 
-    def __init__(self, gap_ms: int, trigger_rules: Sequence[TriggerRule]):
+    def __init__(self, gap_ms: int, trigger_rules: Sequence[TriggerRule] = ()):
         self._gap_ms = gap_ms
         self._trigger_rules = tuple(trigger_rules)
 
