@@ -8,10 +8,11 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from sessions.reports import (REPORTS, REPORTS_BY_NAME, TOP_GAMES, UNSEGMENTED, CurrencyPlay, DayCensus, GamePlay, GameSession, Period,
-                              Player, PlayerProfile, Players, Segmentation, SessionFacts, UserDay, ValueTiers,
-                              all_reports, day_rows, epoch_ms, game_row, median, money_average, parse_day, period_row, read_players,
-                              segment_order, session_facts, sort_key, stake_tiers, top_games, utc_day)
+from sessions.reports import (REPORTS, REPORTS_BY_NAME, TOP_GAMES, UNSEGMENTED, CurrencyPlay, DayCensus, GamePlay,
+                              GameSession, Period, Player, PlayerProfile, Players, Segmentation, SessionFacts,
+                              UserDay, ValueTiers, all_reports, day_rows, epoch_ms, game_row, median, money_average,
+                              parse_day, period_row, read_players, segment_order, session_facts, sort_key,
+                              stake_tiers, top_games, utc_day)
 from transforms.report import csv_bytes, output_value
 
 T0 = 1_767_693_600_000  # 2026-01-06 10:00:00 UTC
@@ -126,7 +127,8 @@ def test_each_currency_ranks_its_own_players_and_a_player_keeps_the_best_tier():
     past = ([(day, f"eur{i}", "EUR", Decimal(i)) for i in range(1, 21)]
             + [(day, f"brl{i}", "BRL", Decimal(100 * i)) for i in range(1, 4)] + [(day, "eur1", "BRL", Decimal(300))])
     tiers = stake_tiers(past)
-    # 300 BRL beats every EUR stake, but only ranks against BRL players: eur1 ties brl3 for Top there, so 200 BRL is Low.
+    # 300 BRL beats every EUR stake, but only ranks against BRL players:
+    # eur1 ties brl3 for Top there, so 200 BRL is Low.
     assert (tiers["eur20"], tiers["eur19"], tiers["eur1"], tiers["brl3"], tiers["brl2"]) == (
         "Top", "High", "Top", "Top", "Low")
     assert "eur0" not in tiers

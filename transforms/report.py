@@ -4,8 +4,8 @@ report, write each as one tidy CSV and one Avro file.
 
 Plain transforms only (CoGroupByKey, GroupByKey, side inputs), so the same
 graph runs on the DirectRunner, Flink and Dataflow. Reports are small (a row
-per day, or per game), so each is gathered into one element and written as a
-single sorted file, atomically, like the session tables.
+per day, tier, currency or game), so each is gathered into one element and
+written as a single sorted file, atomically, like the session tables.
 """
 import csv
 import hashlib
@@ -21,10 +21,10 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 import schemas
-from sessions.reports import (CENT, MONEY_PLACES, PERIOD, REPORTS, REPORTS_BY_NAME, TOP_GAMES, TOP_GAMES_REPORT, Column, DayCensus,
-                              Period, Player, Players, PlayersFile, Report, Segmentation, SessionFacts, day_rows,
-                              epoch_ms, game_row, game_sessions, past_stakes, period_row, session_facts, sort_key,
-                              top_games)
+from sessions.reports import (CENT, MONEY_PLACES, PERIOD, REPORTS, REPORTS_BY_NAME, TOP_GAMES, TOP_GAMES_REPORT,
+                              Column, DayCensus, Period, Player, Players, PlayersFile, Report, Segmentation,
+                              SessionFacts, day_rows, epoch_ms, game_row, game_sessions, past_stakes, period_row,
+                              session_facts, sort_key, top_games)
 from transforms.write import write_atomically
 
 NAMESPACE = "session_report"
