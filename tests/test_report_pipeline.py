@@ -5,6 +5,7 @@ new users, empty tiers, a switch of a session that has not ended; a period
 with a session of history before it and one after it, two currencies, and an
 operator's players file."""
 import csv
+import gzip
 import io
 import json
 import os
@@ -355,3 +356,17 @@ def test_help_lists_the_report_options():
 
 def test_every_report_is_checked():
     assert set(EXPECTED) == {r.name for r in REPORTS}
+
+
+@pytest.mark.e2e  # runs the Beam job
+def test_a_gzipped_jsonl_players_file_reads_as_the_csv(replay_dir, tmp_path):
+    # u2 registered at 2026-01-05 23:30 UTC in epoch ms; other keys and blank lines are ignored.
+    players = tmp_path / "players.jsonl.gz"
+    with gzip.open(players, "wt", encoding="utf-8") as f:
+        f.write('{"user_id": "u1", "segment": "VIP", "registered_at": "2026-01-01", "email": "x@y"}\n\n'
+                '{"user_id": "u2", "segment": "Casual", "registered_at": 1767655800000}\n'
+                '{"user_id": "u9", "segment": "VIP"}\n')
+    out = tmp_path / "report"
+    assert main([f"--input_dir={replay_dir}", f"--output_dir={out}", *PERIOD, f"--players={players}"]) == 0
+    for name, text in EXPECTED_WITH_PLAYERS.items():
+        assert read_text(out / f"{name}.csv") == text, name
