@@ -6,7 +6,7 @@ CACHE ?= $(HOME)/.cache/game-sessions
 OUT ?= out
 SAMPLE := sample/sample_day.jsonl.gz
 
-.PHONY: venv run test test-fast sample stream bench latency clean
+.PHONY: venv run test test-fast sample stream bench latency load clean
 
 # What the whole test suite needs besides the venv; each feature below adds its
 # own (`TEST_DEPS += ...`). Second expansion lets `test` see the later additions.
@@ -51,6 +51,12 @@ bench: venv
 ## Live latency against the emulator: switch -> changed, end + gap -> ended, p50/p95.
 latency: venv
 	$(PY) -m tools.live_scenario --users=12 --seconds=60
+
+## Live under load against the emulator: RATE events/s for SECONDS, checked against the replay.
+RATE ?= 1000
+SECONDS ?= 120
+load: venv
+	$(PY) -m tools.live_load --rate=$(RATE) --seconds=$(SECONDS)
 
 clean:
 	rm -rf $(OUT) .pytest_cache

@@ -280,12 +280,14 @@ def main(argv=None) -> None:
     parser.add_argument("--max_disorder_seconds", type=int, default=1)
     parser.add_argument("--prefill", action="store_true", help="publish everything before the job starts")
     parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--timeout_seconds", type=float, default=None,
+                        help="stop waiting for the last sessions after this long (default 120 + 4 x --seconds)")
     parser.add_argument("--work_dir", default=None, help="keep the job's log and outputs here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work_dir or tmp
         result = run_load(work, args.rate, args.seconds, args.gap_seconds, args.max_disorder_seconds,
-                          prefill=args.prefill, seed=args.seed)
+                          prefill=args.prefill, seed=args.seed, timeout=args.timeout_seconds)
         ref_ended, ref_changed = replay(work, result.bodies, args.gap_seconds)
     live_ended, live_changed = live_records(result, "ended"), live_records(result, "changed")
     comparison = compare(live_ended, live_changed, ref_ended, ref_changed, result.received["dead"])
