@@ -52,11 +52,11 @@ bench: venv
 latency: venv
 	$(PY) -m tools.live_scenario --users=12 --seconds=60
 
-## Live under load against the emulator: RATE events/s for SECONDS, checked against the replay.
-RATE ?= 1000
-SECONDS ?= 120
+## Live under load against the emulator: LOAD_RATE events/s for LOAD_SECONDS, checked against the replay.
+LOAD_RATE ?= 1000
+LOAD_SECONDS ?= 120
 load: venv
-	$(PY) -m tools.live_load --rate=$(RATE) --seconds=$(SECONDS)
+	$(PY) -m tools.live_load --rate=$(LOAD_RATE) --seconds=$(LOAD_SECONDS)
 
 clean:
 	rm -rf $(OUT) .pytest_cache
