@@ -118,13 +118,22 @@ def _read_holding_watermark(evaluator, timestamp_attribute: Optional[str]) -> Li
     elements = []
     while True:
         started_at = Timestamp.of(time.time())
-        received = client.pull(subscription=evaluator._sub_name, max_messages=PULL_SIZE,
-                               timeout=PULL_TIMEOUT_SECONDS).received_messages
+        try:
+            received = client.pull(subscription=evaluator._sub_name, max_messages=PULL_SIZE,
+                                   timeout=PULL_TIMEOUT_SECONDS).received_messages
+        except _transient_errors():
+            if elements:  # already acknowledged: they go on, the next read meets the failure
+                return elements
+            raise
         pulled = [_element(rm.message, timestamp_attribute) for rm in received]
         if received:
             # Acknowledged as soon as read, as Beam's reader does (the
-            # DirectRunner does not retry bundles).
-            client.acknowledge(subscription=evaluator._sub_name, ack_ids=[rm.ack_id for rm in received])
+            # DirectRunner does not retry bundles). A failed acknowledgement
+            # only means a redelivery, which the job drops as a duplicate.
+            try:
+                client.acknowledge(subscription=evaluator._sub_name, ack_ids=[rm.ack_id for rm in received])
+            except _transient_errors() as e:
+                _LOGGER.warning("Pub/Sub acknowledgement failed; %d messages may come again: %s", len(received), e)
         watermark.pulled(started_at, (timestamp for timestamp, _ in pulled))
         elements.extend(pulled)
         # Every bundle costs the runner milliseconds in each step it passes:
