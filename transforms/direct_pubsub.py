@@ -59,7 +59,7 @@ class BacklogWatermark:
     a subscription's messages roughly oldest first, and publishers publish
     each event within `--max_disorder_seconds` of its time (SPEC §3.3), so
     the events still waiting are no older than the oldest event of the last
-    pull, less the disorder the job already tolerates. Only an empty pull
+    bundle of pulls, less the disorder the job already tolerates. Only an empty pull
     proves the subscription drained: then everything published before the
     pull started has been read, and the watermark may reach that instant.
     So it never passes an event that is still in the backlog, and it is
@@ -115,9 +115,10 @@ def _read_holding_watermark(evaluator, timestamp_attribute: Optional[str]) -> Li
     transform = evaluator._applied_ptransform
     client = evaluator._get_subscriber_client(transform)
     watermark = _watermark_of(transform)
-    elements = []
+    elements, first_started_at = [], None
     while True:
         started_at = Timestamp.of(time.time())
+        first_started_at = first_started_at or started_at
         try:
             received = client.pull(subscription=evaluator._sub_name, max_messages=PULL_SIZE,
                                    timeout=PULL_TIMEOUT_SECONDS).received_messages
@@ -134,13 +135,22 @@ def _read_holding_watermark(evaluator, timestamp_attribute: Optional[str]) -> Li
                 client.acknowledge(subscription=evaluator._sub_name, ack_ids=[rm.ack_id for rm in received])
             except _transient_errors() as e:
                 _LOGGER.warning("Pub/Sub acknowledgement failed; %d messages may come again: %s", len(received), e)
-        watermark.pulled(started_at, (timestamp for timestamp, _ in pulled))
         elements.extend(pulled)
+        if not received:
+            # Drained when this pull started. What the bundle read before is
+            # pending downstream, and the runner holds its watermark for that.
+            watermark.pulled(started_at, [])
+            break
         # Every bundle costs the runner milliseconds in each step it passes:
         # behind a backlog, read it in bundles of thousands.
         if len(received) < FULL_PULL or len(elements) >= BUNDLE_SIZE:
-            _report_lag(watermark)
-            return elements
+            # The whole bundle's oldest event, not the last pull's: Pub/Sub
+            # hands a backlog out only roughly oldest first (the emulator
+            # swaps neighbours a few hundred messages apart).
+            watermark.pulled(first_started_at, (timestamp for timestamp, _ in elements))
+            break
+    _report_lag(watermark)
+    return elements
 
 
 def _report_lag(watermark: BacklogWatermark) -> None:
