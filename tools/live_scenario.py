@@ -228,9 +228,8 @@ def _play(emulator, publisher, rng, result: ScenarioResult, users, seconds, gap_
           received, job):
     """Plays the stream; with an outage, plays 40% of it, stops the emulator
     for `outage_seconds`, restarts it empty, re-creates the topics, and plays
-    the rest once the job reads again. (On the DirectRunner the watermark
-    follows the wall clock, so messages queued while the job reconnects would
-    arrive behind it: see README, Operations.)"""
+    the rest once the job reads again (the restarted emulator has lost what
+    was published before it went down; a backlog is tools.live_load's)."""
     if not outage_seconds:
         _play_phase(publisher, rng, result, users, seconds, gap_s, disorder_s, phase="")
         return
