@@ -30,7 +30,7 @@ from decimal import Decimal
 from typing import Dict, List, Optional, Tuple
 
 from tools.live_scenario import (
-    JOB_SUBSCRIPTION, SUBSCRIPTIONS, TOPICS, Collector, Received, _player_plan, _wait_until_live, create_all,
+    SUBSCRIPTIONS, TOPICS, Collector, Received, _player_plan, _wait_until_live, create_all,
     percentile, start_job, stop_job)
 from tools.pubsub_emulator import PubSubEmulator
 
@@ -50,7 +50,6 @@ class LoadResult:
     messages: List[Message]
     published_ms: List[int]  # wall ms each message was handed to the client, in order
     received: Dict[str, List[Received]]
-    job_started_ms: int
     job_alive_at_end: bool
     job_log: str
     finished: bool  # every player's last session came out before the deadline
@@ -117,10 +116,8 @@ def run_load(work_dir: str, rate: float = 1000, seconds: float = 120, gap_s: int
                 messages = plan(rate, seconds, gap_s, disorder_s, int(time.time() * 1000) - int(seconds * 1000) -
                                 (gap_s + disorder_s) * 1000, seed)
                 published = publish(publisher, messages, on_schedule=False)
-                job_started = int(time.time() * 1000)
                 job = start_job(env, work_dir, log_path, gap_s, disorder_s)
             else:
-                job_started = int(time.time() * 1000)
                 job = start_job(env, work_dir, log_path, gap_s, disorder_s)
                 _wait_until_live(publisher, received, job)
                 messages = plan(rate, seconds, gap_s, disorder_s, int(time.time() * 1000) + 500, seed)
@@ -137,7 +134,7 @@ def run_load(work_dir: str, rate: float = 1000, seconds: float = 120, gap_s: int
                 c.join(timeout=10)
     with open(log_path, "rb") as f:
         log = f.read().decode("utf-8", "replace")[-5000:]
-    return LoadResult(messages, published, received, job_started, alive, log, finished)
+    return LoadResult(messages, published, received, alive, log, finished)
 
 
 def _wait_for_last_sessions(messages: List[Message], received, job, deadline: float) -> bool:
