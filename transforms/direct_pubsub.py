@@ -118,7 +118,8 @@ def _read_holding_watermark(evaluator, timestamp_attribute: Optional[str]) -> Li
     elements, first_started_at = [], None
     while True:
         started_at = Timestamp.of(time.time())
-        first_started_at = first_started_at or started_at
+        if first_started_at is None:
+            first_started_at = started_at
         try:
             received = client.pull(subscription=evaluator._sub_name, max_messages=PULL_SIZE,
                                    timeout=PULL_TIMEOUT_SECONDS).received_messages
