@@ -42,6 +42,18 @@ class GameSessionsOptions(PipelineOptions):
             help="Streaming on Dataflow: message attribute with a unique id that Pub/Sub deduplicates on "
                  "(the job also drops repeated event_ids itself). Not supported by the DirectRunner.")
         group.add_argument(
+            "--expansion_service", default=None,
+            help="Streaming on Flink (or another portable runner): host:port of Beam's Java expansion "
+                 "service; Pub/Sub is read there with Java's PubsubIO, since Python's Pub/Sub read runs "
+                 "only on the DirectRunner and Dataflow. `make flink-cluster` starts one on 127.0.0.1:8097.")
+        group.add_argument(
+            # Beam already has --pubsub_root_url (for Dataflow's tests, dest pubsubRootUrl, which
+            # reaches Java under another name); this dest reaches Java PubsubIO as pubsubRootUrl.
+            "--java_pubsub_root_url", dest="pubsub_root_url", default=None,
+            help="Streaming on Flink: the Pub/Sub API root URL for Java's PubsubIO, e.g. "
+                 "http://127.0.0.1:8085 for the emulator (Java ignores PUBSUB_EMULATOR_HOST). "
+                 "Default: http://$PUBSUB_EMULATOR_HOST when that is set, else Google's.")
+        group.add_argument(
             "--ended_topic", default=None,
             help="Streaming: topic for gs_game_session_ended, projects/P/topics/T.")
         group.add_argument(
@@ -57,6 +69,39 @@ class GameSessionsOptions(PipelineOptions):
             "--lexicon_output", default=None,
             help="Also write each ended session as a net.anisota.beta.game.session record "
                  "(AT Protocol lexicon) in this folder.")
+
+
+def _true_or_false(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+class FlinkStreamingOptions(PipelineOptions):
+    """Options of Beam's Java FlinkRunner (FlinkPipelineOptions) that the live
+    job sets; Python does not declare them, so they are declared here to be
+    typed, listed by --help and passed to the job server under the same names."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        group = parser.add_argument_group("flink (portable FlinkRunner)")
+        group.add_argument(
+            "--checkpointing_interval", type=int, default=None,
+            help="Flink: take a checkpoint every this many milliseconds (state, Pub/Sub acks); "
+                 "a failed job restarts from the last one. Default: none (no checkpoints).")
+        group.add_argument(
+            "--operator_chaining", type=_true_or_false, default=None,
+            help="Flink: true/false; false runs every transform as its own Flink task. The live "
+                 "job needs false on Flink (see docs/flink-dataflow.md). Default: Flink's (true).")
+        group.add_argument(
+            "--number_of_execution_retries", type=int, default=None,
+            help="Flink: how often a failed job is restarted (from its last checkpoint). "
+                 "Default: the cluster's restart strategy.")
+        group.add_argument(
+            "--execution_retry_delay", type=int, default=None,
+            help="Flink: milliseconds between those restarts.")
 
 
 def validate(options: PipelineOptions) -> GameSessionsOptions:
@@ -76,6 +121,9 @@ def validate(options: PipelineOptions) -> GameSessionsOptions:
             raise ValueError("--input is for replay; a streaming job reads --input_subscription")
         if opts.id_label and runs_locally(options):
             raise ValueError("--id_label is honoured by Dataflow only; the DirectRunner cannot read with it")
+        if reads_pubsub_through_java(options) and not opts.expansion_service:
+            raise ValueError("streaming on a portable runner (Flink) needs --expansion_service=HOST:PORT "
+                             "(Java's Pub/Sub read; `make flink-cluster` starts one on 127.0.0.1:8097)")
         if not (opts.ended_topic or opts.changed_topic or opts.output_dir):
             raise ValueError("--streaming needs somewhere to write: --ended_topic/--changed_topic and/or --output_dir")
     else:
@@ -90,3 +138,13 @@ def runs_locally(options: PipelineOptions) -> bool:
     """The DirectRunner (Beam's default): one machine, shuffles in memory."""
     return (options.view_as(StandardOptions).runner or "DirectRunner") in (
         "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner", "PrismRunner")
+
+
+def reads_pubsub_through_java(options: PipelineOptions) -> bool:
+    """Flink and other portable runners: Python's ReadFromPubSub does not run
+    there (only on the DirectRunner and Dataflow), so Pub/Sub is read with
+    Beam's cross-language Java PubsubIO."""
+    runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    if not isinstance(runner, str):
+        runner = type(runner).__name__
+    return any(name in runner for name in ("FlinkRunner", "PortableRunner", "SparkRunner"))
