@@ -172,9 +172,12 @@ start_tm() {
     dynamic="$(sed -n 2p <<<"$params")"
     # The SDK workers (scripts/fetch_beam_boot.sh) find this venv's python first on PATH
     # and run in it rather than in a fresh venv per worker; they inherit this environment,
-    # PUBSUB_EMULATOR_HOST included (Python's WriteToPubSub runs in them).
+    # PUBSUB_EMULATOR_HOST included (Python's WriteToPubSub runs in them), and import
+    # the job's modules from this checkout (PYTHONPATH), whatever the venv's editable
+    # install points at.
     # shellcheck disable=SC2086
     launch "taskmanager-$n" env PATH="$PYTHON_VENV/bin:$PATH" RUN_PYTHON_SDK_IN_DEFAULT_ENVIRONMENT=1 \
+        PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" \
         PUBSUB_EMULATOR_HOST="$EMULATOR_HOST" \
         java $jvm "${JAVA_OPENS[@]}" -cp "$(classpath)" org.apache.flink.runtime.taskexecutor.TaskManagerRunner \
         --configDir "$CONF" $dynamic -Dtaskmanager.resource-id="taskmanager-$n" \
