@@ -15,7 +15,9 @@ cluster's private network namespace; the fixture stops it all, also on failure.
 """
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from decimal import Decimal
@@ -44,8 +46,10 @@ TM_DOWN_S = 5
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("flink-cluster")
+def cluster():
+    # A run dir of its own rather than pytest's tmp_path: pytest prunes old
+    # basetemps of the same user while this long test may still be running.
+    run_dir = Path(tempfile.mkdtemp(prefix="game-sessions-flink-test-"))
     env = {**os.environ, "FLINK_RUN_DIR": str(run_dir)}
     started = subprocess.run([str(CLUSTER), "start"], env=env, capture_output=True, text=True, timeout=300)
     try:
@@ -53,6 +57,8 @@ def cluster(tmp_path_factory):
         yield env, run_dir
     finally:
         subprocess.run([str(CLUSTER), "stop"], env=env, capture_output=True, timeout=60)
+        if not os.environ.get("KEEP_FLINK_RUN_DIR"):  # set it to look at the logs and checkpoints
+            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _killer(env, work: Path, stop: threading.Event, log: list):
@@ -83,12 +89,12 @@ def live_run(cluster):
         done = subprocess.run(
             [str(CLUSTER), "exec", str(REPO / ".venv" / "bin" / "python"), "-m", "tools.flink_live", "scenario",
              f"--work_dir={work}", "--users=8", f"--seconds={PLAY_S}", f"--gap_seconds={GAP_S}",
-             f"--disorder_seconds={DISORDER_S}", f"--kill_tm_at={KILL_AT_S}", "--drain_seconds=60"],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=720)
+             f"--disorder_seconds={DISORDER_S}", f"--kill_tm_at={KILL_AT_S}", "--drain_seconds=240"],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     finally:
         stop.set()
         killer.join(timeout=30)
-    print(f"scenario on Flink: {time.time() - started:.0f} s; {kills}")
+    print(f"scenario on Flink: {time.time() - started:.0f} s; {kills}\n{done.stderr[-3000:]}")
     logs = run_dir / "log"
     assert done.returncode == 0, f"tools.flink_live failed:\n{done.stderr[-4000:]}\ncluster logs in {logs}"
     with open(work / "result.json") as f:

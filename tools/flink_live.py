@@ -297,10 +297,12 @@ def wait_for_outputs(job: LiveJob, published: dict, wait_s: float) -> None:
         ended = {(r["user_id"], r["gs_session_end_date"])
                  for r in (json.loads(d) for _, d, _ in job.received("ended"))}
         if all((user, t) in ended for user, t in last_bet.items()):
+            log(f"every player's last session ended; {len(ended)} sessions")
             time.sleep(3)  # what is still in flight
             return
         time.sleep(1)
-    log("not every last session ended in time")
+    log(f"not every last session ended in {wait_s:.0f} s: {len(ended)} sessions ended, "
+        f"{len(job.received('changed'))} changed")
 
 
 def run_scenario(args) -> dict:
@@ -327,62 +329,74 @@ def run_scenario(args) -> dict:
 
 
 def run_load(args) -> None:
-    """Publishes `rate` events/s of many players for `seconds`; reports the
-    rate the job kept up with and the switching bet -> changed latency."""
+    """For each rate in --rate (comma-separated), publishes that many events/s
+    of many players for --seconds, then reports the rate sustained and the
+    switching bet published -> changed arrives latency."""
     os.makedirs(args.work_dir, exist_ok=True)
     rng = random.Random(7)
     with LiveJob(args.work_dir, args.gap_seconds, 1) as job:
         job.wait_until_live()
-        users = max(1, args.rate // 2)  # each player bets about twice a second
-        start = now_ms() + 1000
-        sent, switch_sent, futures = 0, {}, []
-        games = {}
-        interval_ms = 1000.0 / args.rate
-        n_events = int(args.rate * args.seconds)
-        for i in range(n_events):
-            at = start + i * interval_ms
-            wait = at / 1000 - time.time()
-            if wait > 0:
-                time.sleep(wait)
-            user = f"load-{i % users}"
-            game = games.get(user, rng.choice(GAMES))
-            if rng.random() < 0.05:
-                game = rng.choice([g for g in GAMES if g != game])
-            switched = user in games and games[user] != game
-            games[user] = game
-            occurred = now_ms()
-            body = json.dumps({"event_id": f"l{i}", "user_id": user, "event_type": "bet", "occurred_at": occurred,
-                               "game_id": game, "bet_amount": "1"}, separators=(",", ":")).encode()
-            futures.append(job.publisher.publish(TOPICS["events"], body, event_ts=str(occurred)))
-            if switched:
-                switch_sent[(user, occurred)] = now_ms()
-            sent += 1
-            if len(futures) > 2000:
-                for f in futures:
-                    f.result(60)
-                futures = []
-        for f in futures:
-            f.result(60)
-        elapsed = (now_ms() - start) / 1000
-        time.sleep(args.drain_seconds)
-        latencies = []
-        for arrived, data, _ in job.received("changed"):
-            record = json.loads(data)
-            key = (record["user_id"], record["gs_session_end_date"])
-            if key in switch_sent:
-                latencies.append((arrived - switch_sent[key]) / 1000)
-        backlog_note = ""
-        if len(latencies) < 0.9 * len(switch_sent):
-            backlog_note = f" (only {len(latencies)} of {len(switch_sent)} switches came back: the job fell behind)"
-        print(f"published {sent:,} events in {elapsed:.1f} s = {sent / elapsed:.0f} events/s "
-              f"(target {args.rate}/s, {users} players, parallelism 2)")
-        if latencies:
-            ordered = sorted(latencies)
-            p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
-            print(f"switching bet published -> changed arrives: p50 {statistics.median(ordered):.2f} s, "
-                  f"p95 {p95:.2f} s, max {ordered[-1]:.2f} s, n={len(ordered)}{backlog_note}")
+        for phase, rate in enumerate(int(r) for r in str(args.rate).split(",")):
+            _load_phase(job, rng, phase, rate, args)
+
+
+def _load_phase(job: LiveJob, rng: random.Random, phase: int, rate: int, args) -> None:
+    users = max(1, rate // 2)  # each player bets about twice a second
+    start = now_ms() + 1000
+    switch_sent, futures, games = {}, [], {}
+    interval_ms = 1000.0 / rate
+    n_events = int(rate * args.seconds)
+    behind = 0.0
+    for i in range(n_events):
+        at = start + i * interval_ms
+        wait = at / 1000 - time.time()
+        if wait > 0:
+            time.sleep(wait)
         else:
-            print(f"no changed events came back{backlog_note}")
+            behind = max(behind, -wait)
+        user = f"load{phase}-{i % users}"
+        game = games.get(user) or rng.choice(GAMES)
+        if rng.random() < 0.05:
+            game = rng.choice([g for g in GAMES if g != game])
+        switched = user in games and games[user] != game
+        games[user] = game
+        occurred = now_ms()
+        body = json.dumps({"event_id": f"l{phase}-{i}", "user_id": user, "event_type": "bet",
+                           "occurred_at": occurred, "game_id": game, "bet_amount": "1"},
+                          separators=(",", ":")).encode()
+        futures.append(job.publisher.publish(TOPICS["events"], body, event_ts=str(occurred)))
+        if switched:
+            switch_sent[(user, occurred)] = now_ms()
+        if len(futures) >= 1000:
+            for f in futures:
+                f.result(60)
+            futures = []
+    for f in futures:
+        f.result(60)
+    elapsed = (now_ms() - start) / 1000
+    deadline = time.time() + args.drain_seconds
+    while time.time() < deadline:
+        arrived = {(json.loads(d)["user_id"], json.loads(d)["gs_session_end_date"])
+                   for _, d, _ in job.received("changed")}
+        if all(key in arrived for key in switch_sent):
+            break
+        time.sleep(2)
+    latencies = []
+    for arrived_ms, data, _ in job.received("changed"):
+        record = json.loads(data)
+        key = (record["user_id"], record["gs_session_end_date"])
+        if key in switch_sent:
+            latencies.append((arrived_ms - switch_sent[key]) / 1000)
+    print(f"rate {rate}/s: published {n_events:,} events in {elapsed:.1f} s = {n_events / elapsed:.0f} events/s "
+          f"({users} players, parallelism 2, publisher at most {behind:.1f} s behind schedule)", flush=True)
+    if latencies:
+        ordered = sorted(latencies)
+        p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+        print(f"  switching bet published -> changed arrives: p50 {statistics.median(ordered):.1f} s, "
+              f"p95 {p95:.1f} s, max {ordered[-1]:.1f} s; {len(ordered)} of {len(switch_sent)} switches "
+              f"came back within {args.drain_seconds:.0f} s of the last event", flush=True)
+    else:
+        print(f"  none of {len(switch_sent)} switches came back within {args.drain_seconds:.0f} s", flush=True)
 
 
 def run_demo(args) -> None:
@@ -439,7 +453,7 @@ def main(argv=None) -> None:
                         help="scenario: seconds into the play to write WORK_DIR/kill.request (the caller kills)")
     parser.add_argument("--drain_seconds", type=float, default=30)
     parser.add_argument("--seed", type=int, default=5)
-    parser.add_argument("--rate", type=int, default=100, help="load: events per second")
+    parser.add_argument("--rate", default="100", help="load: events per second; several, comma-separated, run one after the other")
     parser.add_argument("--speed", type=float, default=300, help="demo: how much faster than real time")
     args = parser.parse_args(argv)
     {"scenario": run_scenario, "load": run_load, "demo": run_demo}[args.mode](args)
