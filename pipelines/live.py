@@ -4,7 +4,7 @@ import os
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.options import GameSessionsOptions, reads_pubsub_through_java, runs_locally
+from pipelines.options import FlinkStreamingOptions, GameSessionsOptions, reads_pubsub_through_java, runs_locally
 from pipelines.outputs import write_live_files
 from transforms.direct_pubsub import survive_pubsub_outages
 from transforms.live import DEAD_LETTERS, LiveSessions
@@ -15,13 +15,14 @@ def build_live(options: PipelineOptions, opts: GameSessionsOptions) -> beam.Pipe
     if runs_locally(options):
         survive_pubsub_outages()
     java_read = reads_pubsub_through_java(options)
-    if java_read and not opts.pubsub_root_url and os.environ.get("PUBSUB_EMULATOR_HOST"):
+    flink = options.view_as(FlinkStreamingOptions)
+    if java_read and not flink.pubsub_root_url and os.environ.get("PUBSUB_EMULATOR_HOST"):
         # Java's PubsubIO ignores PUBSUB_EMULATOR_HOST; this option reaches it as pubsubRootUrl.
-        opts.pubsub_root_url = f"http://{os.environ['PUBSUB_EMULATOR_HOST']}"
+        flink.pubsub_root_url = f"http://{os.environ['PUBSUB_EMULATOR_HOST']}"
     pipeline = beam.Pipeline(options=options)
     read = pipeline | "ReadEvents" >> ReadEventMessages(
         opts.input_subscription, opts.timestamp_attribute, opts.strict_event_types, opts.id_label,
-        java_expansion_service=opts.expansion_service if java_read else None)
+        java_expansion_service=flink.expansion_service if java_read else None)
     live = read.events | "Sessions" >> LiveSessions(opts.session_gap_seconds, opts.max_disorder_seconds)
     sessions = live.sessions
     dead_letters = (read[DEAD_LETTERS], live[DEAD_LETTERS]) | "AllDeadLetters" >> beam.Flatten()
