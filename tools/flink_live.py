@@ -141,7 +141,7 @@ class LiveJob:
             stdout=open(os.path.join(self.work_dir, "job.log"), "wb"), stderr=subprocess.STDOUT,
             start_new_session=True)
 
-    def wait_until_live(self, timeout: float = 300) -> float:
+    def wait_until_live(self, timeout: float = 480) -> float:
         """Until every Flink task runs and a probe comes back as a dead letter
         (dead letters leave at once, whatever the watermark). Returns seconds."""
         started = time.time()
