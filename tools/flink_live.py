@@ -400,43 +400,24 @@ def _load_phase(job: LiveJob, rng: random.Random, phase: int, rate: int, args) -
 
 
 def run_demo(args) -> None:
-    """The bundled sample day, its timeline compressed `speed` times and
-    shifted to now, published to the emulator; session events printed."""
-    from tools.publish_events import read_lines
+    """The first --messages of the bundled sample day, --speed times faster
+    with silences cut to just over the (scaled) gap, as `make stream` plays it
+    on the DirectRunner; prints what the job published."""
+    from tools.publish_events import publish, read_lines, schedule
     os.makedirs(args.work_dir, exist_ok=True)
-    lines = read_lines(os.path.join(REPO, "sample", "sample_day.jsonl.gz"))
-    events = []
-    for line in lines:
-        try:
-            event = json.loads(line)
-            t = event["occurred_at"]
-            t = int(t) if isinstance(t, (int, float)) or str(t).isdigit() else None
-        except Exception:
-            event, t = None, None
-        events.append((t, line, event))
-    times = [t for t, _, _ in events if t is not None]
-    first = min(times)
-    with LiveJob(args.work_dir, args.gap_seconds, 1) as job:
+    live_gap = max(1, round(300 / args.speed))
+    items = schedule(read_lines(os.path.join(REPO, "sample", "sample_day.jsonl.gz")))[: args.messages]
+    with LiveJob(args.work_dir, live_gap, 1) as job:
         job.wait_until_live()
-        start = now_ms() + 1000
-        log(f"publishing {len(lines):,} lines at {args.speed}x")
-        for t, line, event in sorted(events, key=lambda e: e[0] if e[0] is not None else first):
-            offset = ((t if t is not None else first) - first) / args.speed
-            wait = (start + offset) / 1000 - time.time()
-            if wait > 0:
-                time.sleep(wait)
-            if event is not None and t is not None:
-                event["occurred_at"] = int(start + offset)
-                data = json.dumps(event).encode()
-                job.publisher.publish(TOPICS["events"], data, event_ts=str(event["occurred_at"]))
-            else:
-                job.publisher.publish(TOPICS["events"], line)
-        time.sleep(args.gap_seconds + 10)
+        log(f"publishing {len(items):,} messages of the sample at {args.speed:g}x (gap {live_gap} s)")
+        publish(items, TOPICS["events"], speed=args.speed, publisher=job.publisher, max_pause_seconds=live_gap + 1)
+        log("published; waiting for the last sessions (the Java Pub/Sub watermark trails by about a minute)")
+        time.sleep(75 + live_gap)
         for name in ("changed", "ended", "dead"):
             messages = job.received(name)
-            print(f"{name}: {len(messages)} messages")
+            print(f"{name}: {len(messages)} messages", flush=True)
             for _, data, _ in messages[:3]:
-                print("  " + data.decode("utf-8", "replace")[:200])
+                print("  " + data.decode("utf-8", "replace")[:300], flush=True)
 
 
 def main(argv=None) -> None:
@@ -455,6 +436,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--rate", default="100", help="load: events per second; several, comma-separated, run one after the other")
     parser.add_argument("--speed", type=float, default=300, help="demo: how much faster than real time")
+    parser.add_argument("--messages", type=int, default=2000, help="demo: play this many messages of the sample")
     args = parser.parse_args(argv)
     {"scenario": run_scenario, "load": run_load, "demo": run_demo}[args.mode](args)
 
