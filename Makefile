@@ -125,12 +125,12 @@ flink-live: venv flink-cluster-deps
 	$(FLINK_ENV) scripts/flink_cluster.sh exec $(CURDIR)/$(PY) -m tools.flink_live demo
 
 ## Throughput on that cluster at parallelism 2: RATE events/s for SECONDS, changed latency.
-RATE ?= 100
-SECONDS ?= 60
+RATE ?= 50,200
+SECONDS ?= 40
 flink-load: venv flink-cluster-deps
 	$(FLINK_ENV) scripts/flink_cluster.sh status >/dev/null || $(FLINK_ENV) scripts/flink_cluster.sh start
 	$(FLINK_ENV) scripts/flink_cluster.sh exec $(CURDIR)/$(PY) -m tools.flink_live load --rate=$(RATE) \
-	    --seconds=$(SECONDS) --drain_seconds=90
+	    --seconds=$(SECONDS) --drain_seconds=150
 
 .PHONY: flink-cluster-deps flink-cluster flink-cluster-stop flink-cluster-status flink-live flink-load
 TEST_DEPS += flink-cluster-deps
