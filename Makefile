@@ -119,18 +119,18 @@ flink-cluster-stop:
 flink-cluster-status:
 	$(FLINK_ENV) scripts/flink_cluster.sh status
 
-## The live job on that cluster: emulator in and out, the sample day at 300x, session events printed.
+## The live job on that cluster: emulator in and out, the first 2,000 messages of the sample at 300x, what it published printed.
 flink-live: venv flink-cluster-deps
 	$(FLINK_ENV) scripts/flink_cluster.sh status >/dev/null || $(FLINK_ENV) scripts/flink_cluster.sh start
 	$(FLINK_ENV) scripts/flink_cluster.sh exec $(CURDIR)/$(PY) -m tools.flink_live demo
 
-## Throughput on that cluster at parallelism 2: RATE events/s for SECONDS, changed latency.
+## Throughput on that cluster at parallelism 2: RATE events/s (comma-separated) for LOAD_SECONDS each, changed latency.
 RATE ?= 50,200
-SECONDS ?= 40
+LOAD_SECONDS ?= 40
 flink-load: venv flink-cluster-deps
 	$(FLINK_ENV) scripts/flink_cluster.sh status >/dev/null || $(FLINK_ENV) scripts/flink_cluster.sh start
 	$(FLINK_ENV) scripts/flink_cluster.sh exec $(CURDIR)/$(PY) -m tools.flink_live load --rate=$(RATE) \
-	    --seconds=$(SECONDS) --drain_seconds=150
+	    --seconds=$(LOAD_SECONDS) --drain_seconds=150
 
 .PHONY: flink-cluster-deps flink-cluster flink-cluster-stop flink-cluster-status flink-live flink-load
 TEST_DEPS += flink-cluster-deps
