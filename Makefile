@@ -118,6 +118,43 @@ flink: venv flink-jar
 .PHONY: flink-jar flink
 TEST_DEPS += flink-jar
 
+# --- Live on a Flink session cluster (docs/flink-dataflow.md, README Operations) ---
+# The cluster runs in a private network namespace; FLINK_RUN_DIR holds its
+# generated flink-conf.yaml, logs, pids and checkpoints (outside git).
+FLINK_RUN_DIR ?= /tmp/game-sessions-flink
+FLINK_ENV := FLINK_RUN_DIR=$(FLINK_RUN_DIR)
+
+## Flink 1.19 + Beam 2.62 jars (Maven Central) and Beam's Go boot program for the Python workers, cached.
+flink-cluster-deps:
+	scripts/fetch_flink_cluster.sh >/dev/null
+	scripts/fetch_beam_boot.sh >/dev/null
+
+## A local Flink session cluster: JobManager (REST 127.0.0.1:8081) + 2 TaskManagers + Beam's expansion service.
+flink-cluster: venv flink-cluster-deps
+	$(FLINK_ENV) scripts/flink_cluster.sh start
+
+flink-cluster-stop:
+	$(FLINK_ENV) scripts/flink_cluster.sh stop
+
+flink-cluster-status:
+	$(FLINK_ENV) scripts/flink_cluster.sh status
+
+## The live job on that cluster: emulator in and out, the first 2,000 messages of the sample at 300x, what it published printed.
+flink-live: venv flink-cluster-deps
+	$(FLINK_ENV) scripts/flink_cluster.sh status >/dev/null || $(FLINK_ENV) scripts/flink_cluster.sh start
+	$(FLINK_ENV) scripts/flink_cluster.sh exec $(CURDIR)/$(PY) -m tools.flink_live demo
+
+## Throughput on that cluster at parallelism 2: RATE events/s (comma-separated) for LOAD_SECONDS each, changed latency.
+RATE ?= 50,200
+LOAD_SECONDS ?= 40
+flink-load: venv flink-cluster-deps
+	$(FLINK_ENV) scripts/flink_cluster.sh status >/dev/null || $(FLINK_ENV) scripts/flink_cluster.sh start
+	$(FLINK_ENV) scripts/flink_cluster.sh exec $(CURDIR)/$(PY) -m tools.flink_live load --rate=$(RATE) \
+	    --seconds=$(LOAD_SECONDS) --drain_seconds=150
+
+.PHONY: flink-cluster-deps flink-cluster flink-cluster-stop flink-cluster-status flink-live flink-load
+TEST_DEPS += flink-cluster-deps
+
 # Dataflow settings come from the environment: PROJECT, REGION, BUCKET (a bucket
 # name, no gs://), INPUT (gs:// glob) for `make dataflow`, TEMPLATE_IMAGE
 # (REGION-docker.pkg.dev/PROJECT/REPOSITORY/game-sessions:TAG) for `make flex-template`.

@@ -18,7 +18,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines.live import build_live
-from pipelines.options import GameSessionsOptions, runs_locally, validate
+from pipelines.options import CommandLineOptions, GameSessionsOptions, runs_locally, validate
 from pipelines.summary import print_summary
 from pipelines.outputs import write_replay_files
 from transforms.read import DEAD_LETTERS, ReadEvents, match_inputs
@@ -61,7 +61,7 @@ def _build_replay(options: PipelineOptions, opts: GameSessionsOptions,
 def main(argv: Optional[List[str]] = None) -> int:
     logging.getLogger().setLevel(logging.WARNING)
     # Built as the subclass so that --help lists the job's own options.
-    options = GameSessionsOptions(argv)
+    options = CommandLineOptions(argv)
     try:
         opts, trigger_rules = _checked(options)
         pipeline = _build(options, opts, trigger_rules)

@@ -1,10 +1,11 @@
 """Wiring of the live job: Pub/Sub in; Pub/Sub and/or windowed files out."""
+import os
 from typing import Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.options import GameSessionsOptions, runs_locally
+from pipelines.options import FlinkStreamingOptions, GameSessionsOptions, reads_pubsub_through_java, runs_locally
 from pipelines.outputs import write_live_files
 from transforms.direct_pubsub import patch_direct_pubsub
 from sessions.triggers import TriggerRule
@@ -17,9 +18,15 @@ def build_live(options: PipelineOptions, opts: GameSessionsOptions,
                trigger_rules: Sequence[TriggerRule] = ()) -> beam.Pipeline:
     if runs_locally(options):
         patch_direct_pubsub()
+    java_read = reads_pubsub_through_java(options)
+    flink = options.view_as(FlinkStreamingOptions)
+    if java_read and not flink.pubsub_root_url and os.environ.get("PUBSUB_EMULATOR_HOST"):
+        # Java's PubsubIO ignores PUBSUB_EMULATOR_HOST; this option reaches it as pubsubRootUrl.
+        flink.pubsub_root_url = f"http://{os.environ['PUBSUB_EMULATOR_HOST']}"
     pipeline = beam.Pipeline(options=options)
     read = pipeline | "ReadEvents" >> ReadEventMessages(
-        opts.input_subscription, opts.timestamp_attribute, opts.strict_event_types, opts.id_label)
+        opts.input_subscription, opts.timestamp_attribute, opts.strict_event_types, opts.id_label,
+        java_expansion_service=flink.expansion_service if java_read else None)
     live = read.events | "Sessions" >> LiveSessions(
         opts.session_gap_seconds, opts.max_disorder_seconds, trigger_rules=trigger_rules)
     sessions = live.sessions

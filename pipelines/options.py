@@ -68,6 +68,57 @@ class GameSessionsOptions(PipelineOptions):
                  "(AT Protocol lexicon) in this folder.")
 
 
+def _true_or_false(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+class FlinkStreamingOptions(PipelineOptions):
+    """The live job on Flink: where Java's Pub/Sub read is expanded, and the
+    options of Beam's Java FlinkRunner (FlinkPipelineOptions) the job sets,
+    which Python does not declare; declared here to be typed, listed by --help
+    and passed to the job server under the same names. Kept apart from
+    GameSessionsOptions, which the Dataflow Flex Template mirrors."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        group = parser.add_argument_group("flink (portable FlinkRunner)")
+        group.add_argument(
+            "--expansion_service", default=None,
+            help="Streaming on Flink (or another portable runner): host:port of Beam's Java expansion "
+                 "service; Pub/Sub is read there with Java's PubsubIO, since Python's Pub/Sub read runs "
+                 "only on the DirectRunner and Dataflow. `make flink-cluster` starts one on 127.0.0.1:8097.")
+        group.add_argument(
+            # Beam already has --pubsub_root_url (for Dataflow's tests, dest pubsubRootUrl, which
+            # reaches Java under another name); this dest reaches Java PubsubIO as pubsubRootUrl.
+            "--java_pubsub_root_url", dest="pubsub_root_url", default=None,
+            help="Streaming on Flink: the Pub/Sub API root URL for Java's PubsubIO, e.g. "
+                 "http://127.0.0.1:8085 for the emulator (Java ignores PUBSUB_EMULATOR_HOST). "
+                 "Default: http://$PUBSUB_EMULATOR_HOST when that is set, else Google's.")
+        group.add_argument(
+            "--checkpointing_interval", type=int, default=None,
+            help="Flink: take a checkpoint every this many milliseconds (state, Pub/Sub acks); "
+                 "a failed job restarts from the last one. Default: none (no checkpoints).")
+        group.add_argument(
+            "--operator_chaining", type=_true_or_false, default=None,
+            help="Flink: true/false; false runs every transform as its own Flink task (clearer in "
+                 "Flink's web UI, slower). Default: Flink's (true).")
+        group.add_argument(
+            "--number_of_execution_retries", type=int, default=None,
+            help="Flink: how often a failed job is restarted (from its last checkpoint). "
+                 "Default: the cluster's restart strategy.")
+        group.add_argument(
+            "--execution_retry_delay", type=int, default=None,
+            help="Flink: milliseconds between those restarts.")
+
+
+class CommandLineOptions(GameSessionsOptions, FlinkStreamingOptions):
+    """Every option of the job, for the command line and its --help."""
+
+
 def validate(options: PipelineOptions) -> GameSessionsOptions:
     """Raises ValueError, with a one-line message, for unusable options."""
     opts = options.view_as(GameSessionsOptions)
@@ -85,6 +136,9 @@ def validate(options: PipelineOptions) -> GameSessionsOptions:
             raise ValueError("--input is for replay; a streaming job reads --input_subscription")
         if opts.id_label and runs_locally(options):
             raise ValueError("--id_label is honoured by Dataflow only; the DirectRunner cannot read with it")
+        if reads_pubsub_through_java(options) and not options.view_as(FlinkStreamingOptions).expansion_service:
+            raise ValueError("streaming on a portable runner (Flink) needs --expansion_service=HOST:PORT "
+                             "(Java's Pub/Sub read; `make flink-cluster` starts one on 127.0.0.1:8097)")
         if not (opts.ended_topic or opts.changed_topic or opts.output_dir):
             raise ValueError("--streaming needs somewhere to write: --ended_topic/--changed_topic and/or --output_dir")
         if opts.triggers and not (opts.trigger_topic or opts.output_dir):
@@ -104,3 +158,13 @@ def runs_locally(options: PipelineOptions) -> bool:
     """The DirectRunner (Beam's default): one machine, shuffles in memory."""
     return (options.view_as(StandardOptions).runner or "DirectRunner") in (
         "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner", "PrismRunner")
+
+
+def reads_pubsub_through_java(options: PipelineOptions) -> bool:
+    """Flink and other portable runners: Python's ReadFromPubSub does not run
+    there (only on the DirectRunner and Dataflow), so Pub/Sub is read with
+    Beam's cross-language Java PubsubIO."""
+    runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    if not isinstance(runner, str):
+        runner = type(runner).__name__
+    return any(name in runner for name in ("FlinkRunner", "PortableRunner", "SparkRunner"))

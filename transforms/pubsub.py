@@ -1,10 +1,27 @@
-"""Pub/Sub in and out (SPEC §4, §5.2)."""
+"""Pub/Sub in and out (SPEC §4, §5.2).
+
+Reading: on the DirectRunner and Dataflow with Python's `ReadFromPubSub`; on
+Flink (portable runners) with Beam's cross-language Java PubsubIO through an
+expansion service, since Python's read does not run there. Java's reader fails
+the whole bundle, again and again, on a message without the timestamp
+attribute it was told to use, so on Flink it reads without one (element
+timestamps and the watermark follow publish time) and the parse step checks
+the attribute instead: a message without a valid one becomes a dead letter.
+The live rules never look at element timestamps (they order by the event's
+own occurred_at), so nothing else changes; publishers that publish in real
+time keep publish time within the disorder bound of occurred_at.
+
+Publishing: Python's `WriteToPubSub` everywhere (on Flink it runs in the
+Python SDK workers and honours PUBSUB_EMULATOR_HOST there).
+"""
 from typing import Optional
 
 import apache_beam as beam
+from apache_beam.io.external.gcp.pubsub import ReadFromPubSub as JavaReadFromPubSub
 from apache_beam.io.gcp.pubsub import PubsubMessage, ReadFromPubSub, WriteToPubSub
+from apache_beam.utils.timestamp import Timestamp
 
-from sessions.events import InvalidEvent, parse_event
+from sessions.events import INVALID_FIELD, MISSING_FIELD, InvalidEvent, parse_event
 from sessions.records import to_json
 from sessions.sessionizer import SessionEvent
 from transforms.counters import InputCounters
@@ -12,9 +29,28 @@ from transforms.dead_letters import DeadLetter
 from transforms.live import DEAD_LETTERS, Delivery
 
 
+def timestamp_attribute_problem(attributes, name: str) -> Optional[InvalidEvent]:
+    """Why a message's timestamp attribute is unusable (None when it is fine):
+    epoch milliseconds or RFC 3339, the two forms Beam's readers accept."""
+    value = (attributes or {}).get(name)
+    if value is None:
+        return InvalidEvent(MISSING_FIELD, f"message has no {name!r} attribute (--timestamp_attribute)")
+    try:
+        int(value)
+        return None
+    except ValueError:
+        pass
+    try:
+        Timestamp.from_rfc3339(value)
+        return None
+    except ValueError:
+        return InvalidEvent(INVALID_FIELD, f"attribute {name}={value[:40]!r} is neither epoch ms nor RFC 3339")
+
+
 class _ParseMessage(beam.DoFn):
-    def __init__(self, strict_event_types: bool):
+    def __init__(self, strict_event_types: bool, check_timestamp_attribute: Optional[str] = None):
         self._strict = strict_event_types
+        self._check_attribute = check_timestamp_attribute
 
     def setup(self):
         self._counters = InputCounters()
@@ -23,6 +59,10 @@ class _ParseMessage(beam.DoFn):
         self._counters.read.inc()
         payload = message.data or b""
         try:
+            if self._check_attribute:
+                problem = timestamp_attribute_problem(message.attributes, self._check_attribute)
+                if problem is not None:
+                    raise problem
             event = parse_event(payload, self._strict)
         except InvalidEvent as e:
             self._counters.dead_letter(e.reason)
@@ -36,22 +76,32 @@ class _ParseMessage(beam.DoFn):
 
 
 class ReadEventMessages(beam.PTransform):
-    """A subscription of raw events -> Deliveries, plus DEAD_LETTERS."""
+    """A subscription of raw events -> Deliveries, plus DEAD_LETTERS.
+
+    With `java_expansion_service` (Flink), reads through Java's PubsubIO
+    expanded there, and checks the timestamp attribute itself (see above)."""
 
     def __init__(self, subscription: str, timestamp_attribute: Optional[str], strict_event_types: bool,
-                 id_label: Optional[str] = None):
+                 id_label: Optional[str] = None, java_expansion_service: Optional[str] = None):
         super().__init__()
         self._subscription = subscription
         self._timestamp_attribute = timestamp_attribute
         self._strict = strict_event_types
         self._id_label = id_label
+        self._expansion_service = java_expansion_service
 
     def expand(self, pbegin):
-        return (
-            pbegin
-            | "Pull" >> ReadFromPubSub(subscription=self._subscription, with_attributes=True,
-                                       timestamp_attribute=self._timestamp_attribute, id_label=self._id_label)
-            | "Parse" >> beam.ParDo(_ParseMessage(self._strict)).with_outputs(DEAD_LETTERS, main="events"))
+        if self._expansion_service:
+            messages = pbegin | "Pull" >> JavaReadFromPubSub(
+                subscription=self._subscription, with_attributes=True, id_label=self._id_label,
+                timestamp_attribute=None, expansion_service=self._expansion_service)
+            parse = _ParseMessage(self._strict, check_timestamp_attribute=self._timestamp_attribute)
+        else:
+            messages = pbegin | "Pull" >> ReadFromPubSub(
+                subscription=self._subscription, with_attributes=True,
+                timestamp_attribute=self._timestamp_attribute, id_label=self._id_label)
+            parse = _ParseMessage(self._strict)
+        return messages | "Parse" >> beam.ParDo(parse).with_outputs(DEAD_LETTERS, main="events")
 
 
 def session_message(session_event: SessionEvent) -> PubsubMessage:

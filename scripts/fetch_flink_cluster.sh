@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Fetches everything a local Flink session cluster running the live job needs
+# from Maven Central into a cache outside git, and prints the path of a
+# launcher jar whose manifest puts the whole set on the classpath:
+#
+#   scripts/fetch_flink_cluster.sh        # prints .../flink-cluster-1.19.0-beam-2.62.0/beam-flink-live.jar
+#
+# One classpath (lib/ beside the launcher jar) serves every JVM of the cluster:
+#  - Flink 1.19.0 itself (flink-runtime, flink-clients, flink-streaming-java
+#    through Beam's runner, plus flink-runtime-web for the REST jar upload):
+#    the JobManager (StandaloneSessionClusterEntrypoint) and TaskManagers
+#    (TaskManagerRunner); `flink-dist` is not served by the registry;
+#  - Beam's Flink runner 2.62.0: its job server (the launcher's Main-Class,
+#    FlinkJobServerDriver) and the Beam operators the TaskManagers execute;
+#  - beam-sdks-java-io-google-cloud-platform + beam-sdks-java-expansion-service
+#    2.62.0: the expansion service that expands the cross-language Pub/Sub
+#    read (`java -cp JAR org.apache.beam.sdk.expansion.service.ExpansionService`),
+#    and PubsubIO's classes, which run inside the TaskManagers (EMBEDDED Java
+#    environment);
+#  - jamm 0.4.0: the object sizer Beam's Java harness loads, missing from the
+#    runner's own tree;
+#  - slf4j-jdk14: a logging binding, or the JVMs say nothing at all.
+#
+# The same Beam Java version as scripts/fetch_flink_job_server.sh (2.62.0, the
+# newest with a complete tree on the registry; see that script).
+set -euo pipefail
+
+FLINK_VERSION="${FLINK_VERSION:-1.19}"
+FLINK_PATCH_VERSION="${FLINK_PATCH_VERSION:-1.19.0}"
+BEAM_JAVA_VERSION="${BEAM_JAVA_VERSION:-2.62.0}"
+SLF4J_VERSION="${SLF4J_VERSION:-1.7.30}"
+JAMM_VERSION="${JAMM_VERSION:-0.4.0}"
+CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/game-sessions"
+
+name="flink-cluster-${FLINK_PATCH_VERSION}-beam-${BEAM_JAVA_VERSION}"
+target="$CACHE_DIR/$name/beam-flink-live.jar"
+
+if [[ -s "$target" ]]; then
+    echo "$target"
+    exit 0
+fi
+
+for tool in mvn java jar; do
+    command -v "$tool" >/dev/null || {
+        echo "fetch_flink_cluster: '$tool' is not installed (needs a JDK 11+ and Maven)" >&2
+        exit 1
+    }
+done
+
+mkdir -p "$CACHE_DIR"
+work="$(mktemp -d "$CACHE_DIR/.fetch-XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+staging="$work/$name"
+mkdir -p "$staging/lib"
+
+echo "fetch_flink_cluster: fetching Flink $FLINK_PATCH_VERSION and Beam $BEAM_JAVA_VERSION jars into $CACHE_DIR/$name" >&2
+
+dep() { echo "<dependency><groupId>$1</groupId><artifactId>$2</artifactId><version>$3</version></dependency>"; }
+cat >"$work/pom.xml" <<EOF
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>game-sessions</groupId>
+  <artifactId>flink-cluster</artifactId>
+  <version>${BEAM_JAVA_VERSION}</version>
+  <dependencies>
+    $(dep org.apache.beam "beam-runners-flink-${FLINK_VERSION}" "$BEAM_JAVA_VERSION")
+    $(dep org.apache.beam beam-sdks-java-io-google-cloud-platform "$BEAM_JAVA_VERSION")
+    $(dep org.apache.beam beam-sdks-java-expansion-service "$BEAM_JAVA_VERSION")
+    $(dep org.apache.flink flink-runtime-web "$FLINK_PATCH_VERSION")
+    $(dep org.apache.flink flink-runtime "$FLINK_PATCH_VERSION")
+    $(dep org.apache.flink flink-clients "$FLINK_PATCH_VERSION")
+    $(dep org.apache.flink flink-streaming-java "$FLINK_PATCH_VERSION")
+    $(dep com.github.jbellis jamm "$JAMM_VERSION")
+    $(dep org.slf4j slf4j-jdk14 "$SLF4J_VERSION")
+  </dependencies>
+</project>
+EOF
+if ! mvn -B -q -f "$work/pom.xml" dependency:copy-dependencies -DincludeScope=runtime \
+        -DoutputDirectory="$staging/lib" >"$work/assemble.log" 2>&1; then
+    echo "fetch_flink_cluster: Maven could not resolve the cluster's jars:" >&2
+    grep -m5 -E 'Could not|Failed to|ERROR' "$work/assemble.log" >&2 || tail -5 "$work/assemble.log" >&2
+    exit 1
+fi
+# Only one SLF4J binding: whatever else the tree brings would be picked at random.
+find "$staging/lib" -name 'slf4j-*.jar' ! -name "slf4j-api-*" ! -name "slf4j-jdk14-*" -delete
+find "$staging/lib" -name 'log4j-slf4j*.jar' -delete
+
+# Class-Path entries are relative to the launcher jar, one per continuation line.
+{
+    echo "Main-Class: org.apache.beam.runners.flink.FlinkJobServerDriver"
+    echo "Class-Path: "
+    for lib in "$staging"/lib/*.jar; do
+        echo "  lib/$(basename "$lib")"
+    done
+} >"$work/MANIFEST.MF"
+jar --create --file "$staging/beam-flink-live.jar" --manifest "$work/MANIFEST.MF"
+
+rm -rf "${CACHE_DIR:?}/$name"
+mv "$staging" "$CACHE_DIR/$name"
+echo "$target"
