@@ -44,6 +44,7 @@ from sessions.events import Event
 from sessions.sessionizer import GameSwitch, first_copies, sessionize
 from transforms.batches import Batch
 from transforms.counters import SessionCounters
+from transforms.worker import tune_gc
 
 BUCKET_INPUT_BYTES = 16 * 1024 * 1024
 # Rough inflation of compressed and binary inputs, only to size the buckets.
@@ -114,6 +115,9 @@ class _SegmentByBucket(beam.DoFn):
         self._buckets = buckets
         self._spill_dir = spill_dir
 
+    def setup(self):
+        tune_gc()
+
     def process(self, batch) -> Iterable[Tuple[int, Segment]]:
         if not batch:
             return
@@ -154,6 +158,7 @@ class _CloseBucket(beam.DoFn):
         self._gap_ms = gap_ms
 
     def setup(self):
+        tune_gc()
         self._counters = SessionCounters()
 
     def process(self, bucket_segments) -> Iterable[Batch]:
