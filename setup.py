@@ -16,6 +16,7 @@ setuptools.setup(
         "apache-beam[gcp]==2.77.0",
         "fastavro>=1.9",
         "google-cloud-pubsub>=2.18",
+        "msgspec>=0.18",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "duckdb>=1.0", "atheris>=2.3"],

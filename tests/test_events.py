@@ -338,8 +338,15 @@ def test_nesting_at_the_recursion_limit_agrees_with_json_loads():
 
 def test_a_flat_event_takes_the_scanner_fast_path():
     with mock.patch.object(ev, "_scan_once", wraps=ev._scan_once) as scan:
-        assert parse(bet()).event_id == "e1"
+        assert parse(bet(bet_amount=1.5)).event_id == "e1"  # a float amount: not the common shape
         assert scan.call_count == 1
+
+
+def test_a_common_event_takes_the_msgspec_path_only():
+    with mock.patch.object(ev, "_decode_common", wraps=ev._decode_common) as decode, \
+            mock.patch.object(ev, "_scan_once", wraps=ev._scan_once) as scan:
+        assert parse(bet(user_id=7, platform="web")) == ev.validate_event(bet(user_id=7, platform="web"))
+        assert decode.call_count == 1 and scan.call_count == 0
 
 
 @pytest.mark.parametrize("text", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
