@@ -26,6 +26,7 @@ What crosses the shuffle is sized for speed and flat memory:
 - A bucket's results leave as one list, so its files are written without
   another shuffle (transforms/write.py).
 """
+import functools
 import hashlib
 import math
 import marshal
@@ -100,11 +101,20 @@ def decode_segment(data: bytes) -> List[tuple]:
     return list(zip(*marshal.loads(zlib.decompress(data))))
 
 
-def _event(row: tuple) -> Tuple[Tuple[str, int], Event]:
-    file, line, user_id, event_id, event_type, occurred_at, game_id, game_name, stake, payout, *rest = row
-    return (file, line), Event(user_id, event_id, event_type, occurred_at, game_id, game_name,
-                               None if stake is None else Decimal(stake),
-                               None if payout is None else Decimal(payout), *rest)
+def decode_events(data: bytes) -> Iterable[Tuple[Tuple[str, int], Event]]:
+    """The (arrival, Event)s of a segment, built column-wise: each distinct
+    amount string becomes a Decimal once, and the Events are made in C."""
+    files, lines, *columns = marshal.loads(zlib.decompress(data))
+    decimals = {None: None}
+    for amounts in (columns[6], columns[7]):
+        for text in set(amounts).difference(decimals):
+            decimals[text] = Decimal(text)
+    columns[6] = list(map(decimals.__getitem__, columns[6]))
+    columns[7] = list(map(decimals.__getitem__, columns[7]))
+    return zip(zip(files, lines), map(_make_event, zip(*columns)))
+
+
+_make_event = functools.partial(tuple.__new__, Event)  # Event(*fields) without its Python __new__
 
 
 class _SegmentByBucket(beam.DoFn):
@@ -163,13 +173,13 @@ class _CloseBucket(beam.DoFn):
 
     def process(self, bucket_segments) -> Iterable[Batch]:
         _, segments = bucket_segments
-        rows_by_user = defaultdict(list)
+        by_user = defaultdict(list)
         for segment in segments:
-            for row in decode_segment(_segment_bytes(segment)):
-                rows_by_user[row[2]].append(row)
+            for arrival_event in decode_events(_segment_bytes(segment)):
+                by_user[arrival_event[1][0]].append(arrival_event)
         results = []
-        for user_id, rows in rows_by_user.items():
-            events, duplicates = first_copies(_event(row) for row in rows)
+        for user_id, arrivals_events in by_user.items():
+            events, duplicates = first_copies(arrivals_events)
             self._counters.used.inc(len(events))
             self._counters.duplicates.inc(duplicates)
             results.extend(self._counters.emitted(sessionize(user_id, events, self._gap_ms), self._delay))
@@ -215,3 +225,4 @@ class ReplaySessions(beam.PTransform):
                  | "AllBucketsClosed" >> beam.combiners.Count.Globally()
                  | "RemoveSpill" >> beam.ParDo(_RemoveSpill(self._spill_dir)))
         return results
+
