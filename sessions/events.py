@@ -438,6 +438,16 @@ def rfc3339_to_ms(text: str) -> int:
     year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = m.groups()
     if not zulu and not sign:
         raise InvalidEvent(INVALID_FIELD, f"occurred_at {text[:40]!r} has no UTC offset (add Z or +hh:mm)")
+    # Fast path, integer arithmetic: a date seen before (its days since the
+    # epoch cached), a valid time of day and offset. Anything else is left
+    # to datetime below, for its checks and messages.
+    days = _EPOCH_DAYS.get((year, month, day))
+    if days is not None:
+        h, mi, sec = int(hour), int(minute), int(second)
+        offset_min = int(off_h) * 60 + int(off_m) if sign else 0
+        if h < 24 and mi < 60 and sec < 60 and offset_min < 1440:
+            ms = (((days * 24 + h) * 60 + mi) * 60 + sec) * 1000 + int((fraction or "0")[:3].ljust(3, "0"))
+            return ms - offset_min * 60_000 if sign == "+" else ms + offset_min * 60_000
     try:
         moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second),
                           tzinfo=timezone.utc)
@@ -453,8 +463,14 @@ def rfc3339_to_ms(text: str) -> int:
             raise InvalidEvent(INVALID_FIELD, f"occurred_at {text[:40]!r} is outside the representable years") from None
     millis = int((fraction or "0")[:3].ljust(3, "0"))
     since_epoch = moment - _EPOCH  # whole seconds: no microseconds to add
+    if 1900 <= int(year) <= 2200:  # far from datetime's year 1 and 9999: no offset can overflow
+        if len(_EPOCH_DAYS) >= 4096:
+            _EPOCH_DAYS.clear()
+        _EPOCH_DAYS[year, month, day] = (datetime(int(year), int(month), int(day), tzinfo=timezone.utc) - _EPOCH).days
     return since_epoch.days * 86_400_000 + since_epoch.seconds * 1000 + millis
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# (year, month, day) strings of valid dates seen -> days since the epoch.
+_EPOCH_DAYS: Dict[tuple, int] = {}
 _DAY = timedelta(days=1)

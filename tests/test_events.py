@@ -261,6 +261,27 @@ def test_rfc3339_is_exact_datetime_arithmetic(moment, offset_min, zulu):
     aware = moment.replace(tzinfo=timezone.utc if zulu else offset)
     expected = (aware - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(milliseconds=1)
     assert ev.rfc3339_to_ms(text) == expected
+    assert ev.rfc3339_to_ms(text) == expected  # its date cached (years 1900-2200)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from(["1969-12-31", "2026-01-06", "2024-02-29", "2100-12-31", "1900-01-01", "2200-12-31"]),
+       st.from_regex(r"\d{2}:\d{2}:\d{2}(\.\d{1,6})?", fullmatch=True),
+       st.sampled_from(["Z", "z"]) | st.from_regex(r"[+-]\d{2}:\d{2}", fullmatch=True))
+def test_rfc3339_of_a_cached_date_equals_datetime_arithmetic(date, time_of_day, offset):
+    """Times and offsets out of range (25:00, +24:00, +23:99) give datetime's own errors."""
+    text = f"{date}T{time_of_day}{offset}"
+
+    def outcome():
+        try:
+            return ev.rfc3339_to_ms(text)
+        except InvalidEvent as e:
+            return e.reason, e.error
+
+    ev._EPOCH_DAYS.clear()
+    cold = outcome()
+    ev.rfc3339_to_ms(f"{date}T00:00:00Z")  # caches the date
+    assert outcome() == cold
 
 
 # parse_event decodes a flat object with json's C scanner directly and
