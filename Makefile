@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 CACHE ?= $(HOME)/.cache/game-sessions
 OUT ?= out
 SAMPLE := sample/sample_day.jsonl.gz
+TRIGGERS := sample/campaign_triggers.yaml
 
 .PHONY: venv run test test-fast sample stream bench latency clean
 
@@ -21,11 +22,11 @@ $(VENV)/.installed: setup.py
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 
-## Replay the bundled sample day on the DirectRunner and show what it produced.
+## Replay the bundled sample day on the DirectRunner, with the six campaign use cases as triggers, and show what it produced.
 run: venv
 	rm -rf $(OUT)/sample
 	$(PY) -m pipelines.game_sessions --input=$(SAMPLE) --output_dir=$(OUT)/sample \
-	    --output_format=both --runner=DirectRunner
+	    --output_format=both --runner=DirectRunner --triggers=$(TRIGGERS)
 	$(PY) -m tools.show_output $(OUT)/sample
 
 ## Every test, the long end-to-end ones included (what CI runs).

@@ -16,6 +16,9 @@ setuptools.setup(
         "apache-beam[gcp]==2.77.0",
         "fastavro>=1.9",
         "google-cloud-pubsub>=2.18",
+        # Campaign triggers: Google's CEL (C++ core, type-checked), rules files in YAML.
+        "cel-expr-python>=0.1.3",
+        "pyyaml>=6",
         "msgspec>=0.18",
     ],
     extras_require={

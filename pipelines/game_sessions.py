@@ -12,7 +12,7 @@ import os
 import sys
 import tempfile
 import uuid
-from typing import List, Optional
+from typing import List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
@@ -22,24 +22,38 @@ from pipelines.options import GameSessionsOptions, runs_locally, validate
 from pipelines.summary import print_summary
 from pipelines.outputs import write_replay_files
 from transforms.read import DEAD_LETTERS, ReadEvents, match_inputs
+from sessions.triggers import TriggerRule
 from transforms.sessions import ReplaySessions, user_buckets
+from transforms.triggers import read_rules
 
 
 def build_pipeline(options: PipelineOptions) -> beam.Pipeline:
+    return _build(options, *_checked(options))
+
+
+def _checked(options: PipelineOptions) -> Tuple[GameSessionsOptions, Tuple[TriggerRule, ...]]:
+    """The options and the trigger rules, checked: a broken rules file stops
+    the job here, before anything runs (ValueError)."""
     opts = validate(options)
+    return opts, read_rules(opts.triggers) if opts.triggers else ()
+
+
+def _build(options: PipelineOptions, opts: GameSessionsOptions,
+           trigger_rules: Sequence[TriggerRule]) -> beam.Pipeline:
     if options.view_as(StandardOptions).streaming:
-        return build_live(options, opts)
-    return _build_replay(options, opts)
+        return build_live(options, opts, trigger_rules)
+    return _build_replay(options, opts, trigger_rules)
 
 
-def _build_replay(options: PipelineOptions, opts: GameSessionsOptions) -> beam.Pipeline:
+def _build_replay(options: PipelineOptions, opts: GameSessionsOptions,
+                  trigger_rules: Sequence[TriggerRule]) -> beam.Pipeline:
     files = match_inputs(opts.input)
     spill_dir = (os.path.join(tempfile.gettempdir(), f"game-sessions-spill-{uuid.uuid4().hex}")
                  if runs_locally(options) else None)
     pipeline = beam.Pipeline(options=options)
     parsed = pipeline | "ReadEvents" >> ReadEvents([f.path for f in files], opts.strict_event_types)
     sessions = parsed.events | "Sessions" >> ReplaySessions(
-        opts.session_gap_seconds, user_buckets(files), spill_dir)
+        opts.session_gap_seconds, user_buckets(files), spill_dir, trigger_rules)
     write_replay_files(sessions, parsed[DEAD_LETTERS], opts)
     return pipeline
 
@@ -71,14 +85,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     options = GameSessionsOptions(argv)
     use_every_core(options, argv)
     try:
-        pipeline = build_pipeline(options)
+        opts, trigger_rules = _checked(options)
+        pipeline = _build(options, opts, trigger_rules)
     except ValueError as e:
         print(f"game_sessions: error: {e}", file=sys.stderr)
         return 2
     result = pipeline.run()
     result.wait_until_finish()
     if not options.view_as(StandardOptions).streaming:
-        print_summary(result, options.view_as(GameSessionsOptions).output_dir)
+        print_summary(result, opts.output_dir, [rule.name for rule in trigger_rules])
     return 0
 
 

@@ -54,6 +54,15 @@ class GameSessionsOptions(PipelineOptions):
             "--file_flush_seconds", type=int, default=60,
             help="Streaming: how often buffered rows are written to --output_dir files. Default: 60.")
         group.add_argument(
+            "--triggers", default=None,
+            help="Campaign triggers: a YAML or JSON rules file (local or gs://) of CEL conditions over "
+                 "session events; firings go to OUTPUT_DIR/campaign_trigger/ and --trigger_topic. "
+                 "See sample/campaign_triggers.yaml and README 'Campaign triggers'.")
+        group.add_argument(
+            "--trigger_topic", default=None,
+            help="Streaming: topic for campaign_trigger records, with attributes trigger, user_id, "
+                 "event_type (subscribe to one trigger with a filter on attributes.trigger).")
+        group.add_argument(
             "--lexicon_output", default=None,
             help="Also write each ended session as a net.anisota.beta.game.session record "
                  "(AT Protocol lexicon) in this folder.")
@@ -78,7 +87,12 @@ def validate(options: PipelineOptions) -> GameSessionsOptions:
             raise ValueError("--id_label is honoured by Dataflow only; the DirectRunner cannot read with it")
         if not (opts.ended_topic or opts.changed_topic or opts.output_dir):
             raise ValueError("--streaming needs somewhere to write: --ended_topic/--changed_topic and/or --output_dir")
+        if opts.triggers and not (opts.trigger_topic or opts.output_dir):
+            raise ValueError("--triggers needs somewhere to send firings: --trigger_topic and/or --output_dir")
     else:
+        if opts.trigger_topic:
+            raise ValueError("--trigger_topic is for streaming: a replay must not send campaigns for history; "
+                             "its firings are written to OUTPUT_DIR/campaign_trigger/")
         if not opts.input:
             raise ValueError("--input=GLOB is required for a replay (or pass --streaming)")
         if not opts.output_dir:

@@ -1,6 +1,6 @@
 """The end-of-run summary: the job's books, from its Beam counters."""
 from dataclasses import dataclass
-from typing import Dict
+from typing import Dict, Sequence
 
 from apache_beam.metrics.metric import MetricsFilter
 
@@ -25,6 +25,10 @@ class RunCounts:
         return (self["events_used"] + sum(self.dead_lettered.values())
                 + self["ignored_event_type"] + self["duplicate_event"])
 
+    def per_trigger(self, prefix: str) -> Dict[str, int]:
+        """{trigger name: count} of the `<prefix><name>` counters."""
+        return {name[len(prefix):]: n for name, n in sorted(self.counters.items()) if name.startswith(prefix)}
+
     @property
     def balanced(self) -> bool:
         return self["events_read"] == self.accounted
@@ -39,7 +43,9 @@ def run_counts(result, namespace: str = NAMESPACE) -> RunCounts:
     return RunCounts(counters)
 
 
-def print_summary(result, output_dir: str) -> RunCounts:
+def print_summary(result, output_dir: str, trigger_names: Sequence[str] = ()) -> RunCounts:
+    """Prints the books; every trigger gets a row, firings or not (Beam
+    reports no counter that was never incremented)."""
     counts = run_counts(result)
     dead = counts.dead_lettered
     rows = [
@@ -50,10 +56,18 @@ def print_summary(result, output_dir: str) -> RunCounts:
         ("  ignored event types", counts["ignored_event_type"]),
         ("  duplicates dropped", counts["duplicate_event"]),
         ("unattributed wins/rollbacks", counts["unattributed_event"]),
+        ("logouts outside a session", counts["logout_outside_session"]),
         ("sessions ended", counts["sessions_ended"]),
         ("game switches", counts["game_switches"]),
-        ("files written", counts["files_written"]),
     ]
+    fired, failed = counts.per_trigger("trigger_fired_"), counts.per_trigger("trigger_error_")
+    if trigger_names:
+        rows.append(("campaign triggers fired", sum(fired.values())))
+        for name in trigger_names:
+            errors = f" ({failed[name]:,} failed to evaluate)" if failed.get(name) else ""
+            rows.append((f"  {name}{errors}", fired.get(name, 0)))
+        rows.append(("trigger errors", counts["trigger_error"]))
+    rows.append(("files written", counts["files_written"]))
     width = max(len(label) for label, _ in rows)
     print(f"game_sessions: replay finished, output in {output_dir}")
     for label, value in rows:

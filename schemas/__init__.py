@@ -15,6 +15,8 @@ import fastavro
 ENDED = "gs_game_session_ended"
 CHANGED = "gs_game_session_changed"
 EVENT_TYPES = (ENDED, CHANGED)
+CAMPAIGN_TRIGGER = "campaign_trigger"
+TABLES = (*EVENT_TYPES, CAMPAIGN_TRIGGER)  # every table with a schema here
 DEAD_LETTER = "dead_letter"
 
 _HERE = Path(__file__).parent
@@ -31,8 +33,8 @@ def bigquery_schema_path(event_type: str) -> Path:
 @lru_cache(maxsize=None)
 def avro_schema(event_type: str) -> dict:
     """The parsed Avro schema, ready for fastavro's writer."""
-    if event_type not in EVENT_TYPES:
-        raise ValueError(f"no schema for {event_type!r}; known: {', '.join(EVENT_TYPES)}")
+    if event_type not in TABLES:
+        raise ValueError(f"no schema for {event_type!r}; known: {', '.join(TABLES)}")
     return fastavro.parse_schema(json.loads(avsc_path(event_type).read_text()))
 
 
@@ -46,11 +48,24 @@ def decimal_fields(event_type: str) -> frozenset:
                      if isinstance(f["type"], dict) and f["type"].get("logicalType") == "decimal")
 
 
+@lru_cache(maxsize=None)
+def json_fields(event_type: str) -> frozenset:
+    """Avro strings that BigQuery loads as JSON columns (`"sqlType": "JSON"`)."""
+    def is_json(avro_type) -> bool:
+        if isinstance(avro_type, list):
+            return any(is_json(t) for t in avro_type)
+        return isinstance(avro_type, dict) and avro_type.get("sqlType") == "JSON"
+    return frozenset(f["name"] for f in json.loads(avsc_path(event_type).read_text())["fields"] if is_json(f["type"]))
+
+
 def avro_record(event_type: str, record: dict) -> dict:
-    """A record read back from its JSON line, with its amounts as the
-    Decimals the Avro decimal type takes (JSON renders 3200.0 as 3200)."""
-    decimals = decimal_fields(event_type)
-    return {k: Decimal(v) if k in decimals else v for k, v in record.items()}
+    """A record read back from its JSON line, as Avro takes it: amounts as
+    Decimals (JSON renders 3200.0 as 3200), nested JSON objects as their
+    JSON text."""
+    from sessions.records import to_json  # exact decimals inside nested objects
+    decimals, objects = decimal_fields(event_type), json_fields(event_type)
+    return {k: Decimal(v) if k in decimals else to_json(v) if k in objects and v is not None else v
+            for k, v in record.items()}
 
 
 def bigquery_schema(event_type: str) -> list:

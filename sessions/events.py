@@ -18,17 +18,17 @@ MAX_PAYLOAD_BYTES = 64 * 1024
 MIN_OCCURRED_AT_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 MAX_OCCURRED_AT_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z (exclusive)
 
-# BigQuery NUMERIC holds 29 integer and 9 fractional digits; amounts are kept
-# well inside it so that session totals still fit.
-AMOUNT_MAX_FRACTION_DIGITS = 9
+# SPEC §1: exact to 18 places (crypto units of 1e-18, a JSON producer's
+# 0.30000000000000004), below 1e20: Avro decimal(38, 18), BigQuery BIGNUMERIC.
+AMOUNT_MAX_FRACTION_DIGITS = 18
 AMOUNT_LIMIT = Decimal(10) ** 20
 
 # Wide enough that sums of any accepted amounts are exact.
 EXACT = Context(prec=80)
 
-BET, WIN, BET_WIN, BET_ROLLBACK, WIN_ROLLBACK = (
-    "bet", "win", "bet_win", "bet_rollback", "win_rollback")
-SUPPORTED_EVENT_TYPES = frozenset({BET, WIN, BET_WIN, BET_ROLLBACK, WIN_ROLLBACK})
+BET, WIN, BET_WIN, BET_ROLLBACK, WIN_ROLLBACK, LOGOUT = (
+    "bet", "win", "bet_win", "bet_rollback", "win_rollback", "logout")
+SUPPORTED_EVENT_TYPES = frozenset({BET, WIN, BET_WIN, BET_ROLLBACK, WIN_ROLLBACK, LOGOUT})
 _GAME_EVENT_TYPES = frozenset({BET, WIN, BET_WIN})
 
 # Dead-letter reasons (SPEC §1.1). Every one has a counter of the same name.
@@ -79,10 +79,11 @@ class Event(NamedTuple):
 
     @property
     def fold_order(self):
-        """Per-user processing order: time, then bets before other events at
-        the same millisecond (a win at a session's first bet belongs to it),
+        """Per-user processing order (SPEC §2.1): time; at the same
+        millisecond bets, then wins and rollbacks, then logouts (a win at a
+        session's first bet belongs to it, and so does one at its logout);
         then event_id."""
-        return (self.occurred_at, 0 if self.is_bet else 1, self.event_id)
+        return (self.occurred_at, 0 if self.is_bet else 2 if self.event_type == LOGOUT else 1, self.event_id)
 
 
 def parse_event(raw: bytes, strict_event_types: bool = False) -> Optional[Event]:
@@ -156,6 +157,11 @@ def validate_event(obj: Mapping[str, Any], strict_event_types: bool = False) -> 
     occurred_at = obj.get("occurred_at")
     if type(occurred_at) is not int or not MIN_OCCURRED_AT_MS <= occurred_at < MAX_OCCURRED_AT_MS:
         occurred_at = _occurred_at(occurred_at)
+    if event_type == LOGOUT:
+        # A logout needs nothing else (SPEC §2.1); the player's game and
+        # amounts, if a producer sends them, mean nothing to the rules.
+        return _new_tuple(Event, (user_id, event_id, event_type, occurred_at, None, None, None, None,
+                                  _text(obj, "platform"), _text(obj, "client_version"), _text(obj, "currency")))
     game_id = _identifier(obj, "game_id", 256, required=event_type in _GAME_EVENT_TYPES)
 
     bet = _amount(obj, "bet_amount")
@@ -238,6 +244,13 @@ def _common_event(c: _CommonShape) -> Optional[Event]:
     occurred_at = c.occurred_at
     if type(occurred_at) is not int or not MIN_OCCURRED_AT_MS <= occurred_at < MAX_OCCURRED_AT_MS:
         occurred_at = _occurred_at(occurred_at)
+    platform, client_version, currency = c.platform, c.client_version, c.currency
+    if not ((platform is None or platform.isascii()) and (client_version is None or client_version.isascii())
+            and (currency is None or currency.isascii())):
+        return None
+    if event_type == LOGOUT:  # as validate_event: nothing else matters
+        return _new_tuple(Event, (user_id, event_id, event_type, occurred_at, None, None, None, None,
+                                  platform, client_version, currency))
     game_id = c.game_id
     if game_id is None:
         if event_type in _GAME_EVENT_TYPES:
@@ -273,10 +286,8 @@ def _common_event(c: _CommonShape) -> Optional[Event]:
         payout = win_data
     else:  # a type validate_event learnt and this path did not
         return None
-    game_name, platform, client_version, currency = c.game_name, c.platform, c.client_version, c.currency
-    if not ((game_name is None or game_name.isascii()) and (platform is None or platform.isascii())
-            and (client_version is None or client_version.isascii())
-            and (currency is None or currency.isascii())):
+    game_name = c.game_name
+    if not (game_name is None or game_name.isascii()):
         return None
     return _new_tuple(Event, (user_id, event_id, event_type, occurred_at, game_id, game_name, stake,
                               payout, platform, client_version, currency))

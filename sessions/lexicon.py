@@ -85,17 +85,16 @@ def _valid_unicode(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def session_record(end: SessionEnd, gap_ms: int) -> Tuple[str, dict]:
+def session_record(end: SessionEnd) -> Tuple[str, dict]:
     """An ended session -> (record key, record).
 
-    The record is created when `gap` of bet inactivity has passed since the
-    last bet, the moment a live run finalises the session: `createdAt` is that
-    event time, never the wall clock, so a replay writes the same bytes."""
-    if gap_ms <= 0:
-        raise ValueError(f"the session gap must be positive, got {gap_ms} ms")
+    The record is created when the session is over (`gap` of bet
+    inactivity after the last bet, or the logout), the moment a live run
+    finalises it: `createdAt` is that event time, never the wall clock, so a
+    replay writes the same bytes."""
     if end.end < end.start:
         raise ValueError(f"session {end.gameplay_session_id} ends ({end.end}) before it starts ({end.start})")
-    created_at = lexicon_datetime(end.end + gap_ms)
+    created_at = lexicon_datetime(end.closed_at)
     record = {
         "$type": COLLECTION,
         "status": "ended",
@@ -103,7 +102,7 @@ def session_record(end: SessionEnd, gap_ms: int) -> Tuple[str, dict]:
         "endedAt": lexicon_datetime(end.end),
         "lastActivityAt": lexicon_datetime(end.end),
         "duration": end.end - end.start,
-        "endReason": "inactivity",  # the only way this job ends a session
+        "endReason": end.end_reason,  # the lexicon knows both: inactivity, logout
         "platform": lexicon_platform(end.platform),
         "clientVersion": _valid_unicode(end.client_version or DEFAULT_CLIENT_VERSION),
         "activitySummary": {"totalEvents": end.metrics.events},
@@ -113,14 +112,14 @@ def session_record(end: SessionEnd, gap_ms: int) -> Tuple[str, dict]:
     return session_rkey(end.user_id, end.start), record
 
 
-def record_file(end: SessionEnd, gap_ms: int) -> Tuple[str, bytes]:
+def record_file(end: SessionEnd) -> Tuple[str, bytes]:
     """An ended session -> (path under the output folder, file bytes).
 
     One folder per player, since a record key is unique only within its
     player's repository; the file holds what `com.atproto.repo.putRecord`
     needs besides the repository itself (the player's DID, looked up from
     `user_id` by whoever loads it)."""
-    rkey, record = session_record(end, gap_ms)
+    rkey, record = session_record(end)
     document = {
         "user_id": end.user_id,
         "gs_gameplay_session_id": end.gameplay_session_id,

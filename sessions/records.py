@@ -11,6 +11,8 @@ from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
 
 _CENT = Decimal("0.01")
+# gs_end_reason of a changed event: what ended the segment it describes.
+GAME_SWITCH = "game_switch"
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,10 @@ def ended_record(end, delay_seconds: int) -> dict:
         **_amount_fields(end.metrics),
         **_time_fields(end.start, end.end, delay_seconds),
         **_rollback_fields(end.metrics),
+        "gs_end_reason": end.end_reason,
+        "gs_game_switches_count": end.switches_count,
+        "gs_last_game_id": end.last_game_id,
+        "currency": end.currency,
     }
 
 
@@ -103,6 +109,12 @@ def changed_record(switch, delay_seconds: int) -> dict:
         **_amount_fields(switch.metrics),
         **_time_fields(switch.segment_start, switch.switched_at, delay_seconds),
         **_rollback_fields(switch.metrics),
+        # The segment ended because the player switched games; its last bet
+        # was on the game it was about.
+        "gs_end_reason": GAME_SWITCH,
+        "gs_game_switches_count": switch.switches_count,
+        "gs_last_game_id": switch.game_id,
+        "currency": switch.currency,
     }
 
 

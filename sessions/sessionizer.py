@@ -7,10 +7,12 @@ results, so the two modes cannot drift apart.
 """
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Iterable, List, Optional, Tuple, Union
+from typing import Iterable, List, NamedTuple, Optional, Tuple, Union
 
-from sessions.events import EXACT, BET_ROLLBACK, WIN_ROLLBACK, Event
+from sessions.events import EXACT, BET_ROLLBACK, LOGOUT, WIN_ROLLBACK, Event
 from sessions.records import Metrics, changed_record, ended_record, gameplay_session_id
+
+INACTIVITY, LOGOUT_END = "inactivity", "logout"  # gs_end_reason (SPEC §3.1)
 
 _ZERO = Decimal(0)
 
@@ -69,6 +71,8 @@ class GameSwitch:
     game_name: str
     new_game_id: str
     metrics: Metrics
+    switches_count: int  # the session's switches so far, this one included
+    currency: Optional[str]  # of the session's first bet that has one, so far
 
     event_type = "gs_game_session_changed"
 
@@ -90,7 +94,7 @@ class GameSwitch:
 
 @dataclass(frozen=True)
 class SessionEnd:
-    """A session closed by `gap` of bet inactivity."""
+    """A session closed by `gap` of bet inactivity or by a logout."""
     user_id: str
     start: int
     end: int  # the last bet
@@ -98,6 +102,11 @@ class SessionEnd:
     metrics: Metrics
     platform: Optional[str]
     client_version: Optional[str]
+    end_reason: str  # INACTIVITY or LOGOUT_END
+    closed_at: int  # event time the session was over: end + gap, or the logout
+    switches_count: int
+    last_game_id: str
+    currency: Optional[str]
 
     event_type = "gs_game_session_ended"
 
@@ -113,6 +122,12 @@ class SessionEnd:
     def partition_ms(self) -> int:
         return self.start
 
+    @property
+    def replay_delay_seconds(self) -> int:
+        """The delay a perfect live run would have: the gap, or how long
+        after the last bet the player logged out (SPEC §2.1, §3.1)."""
+        return (self.closed_at - self.end) // 1000
+
     def record(self, delay_seconds: int) -> dict:
         return ended_record(self, delay_seconds)
 
@@ -123,7 +138,33 @@ class Unattributed:
     event: Event
 
 
-Result = Union[GameSwitch, SessionEnd, Unattributed]
+@dataclass(frozen=True)
+class LogoutOutsideSession:
+    """A logout while the user had no open session: changes nothing (SPEC §2.1)."""
+    event: Event
+
+
+Result = Union[GameSwitch, SessionEnd, Unattributed, LogoutOutsideSession]
+
+
+class SessionEvent(NamedTuple):
+    """A switch or end as the job emits it: with its delay, and its record
+    built once for every sink and trigger."""
+    result: Union[GameSwitch, SessionEnd]
+    delay_seconds: int
+    record: dict
+
+    @classmethod
+    def of(cls, result: Union[GameSwitch, SessionEnd], delay_seconds: int) -> "SessionEvent":
+        return cls(result, delay_seconds, result.record(delay_seconds))
+
+    @property
+    def table(self) -> str:
+        return self.result.event_type
+
+    @property
+    def partition_ms(self) -> int:
+        return self.result.partition_ms
 
 
 class _Segment:
@@ -137,14 +178,16 @@ class _Segment:
 
 
 class _OpenSession:
-    __slots__ = ("start", "last_bet", "game_ids", "tally", "segment", "platform", "client_version")
+    __slots__ = ("start", "last_bet", "game_ids", "tally", "segment", "platform", "client_version",
+                 "switches", "currency")
 
     def __init__(self, bet: Event):
         self.start = self.last_bet = bet.occurred_at
         self.game_ids = {}  # insertion-ordered set: order of first bet
         self.tally = _Tally()
         self.segment = _Segment(bet)
-        self.platform = self.client_version = None
+        self.platform = self.client_version = self.currency = None
+        self.switches = 0
 
     def add(self, event: Event) -> None:
         self.tally.add(event)
@@ -155,6 +198,8 @@ class _OpenSession:
             self.client_version = event.client_version
         if event.is_bet:
             self.game_ids.setdefault(event.game_id)
+            if self.currency is None:
+                self.currency = event.currency
             if event.occurred_at > self.last_bet:
                 self.last_bet = event.occurred_at
 
@@ -173,8 +218,8 @@ class Sessionizer:
         self.user_id = user_id
         self.gap_ms = gap_ms
         self._open: Optional[_OpenSession] = None
-        # Events before this time can no longer join any session: the last
-        # closed session's end + gap.
+        # Events from this time on fall in no closed session: the last
+        # closed session's end + gap, or just past its logout.
         self._closed_until: Optional[int] = None
 
     def apply(self, event: Event) -> List[Result]:
@@ -184,7 +229,9 @@ class Sessionizer:
         if session is not None and t >= session.last_bet + self.gap_ms:
             results.append(self._close())
             session = None
-        if event.is_bet:
+        if event.event_type == LOGOUT:
+            results.append(LogoutOutsideSession(event) if session is None else self._close(logout_at=t))
+        elif event.is_bet:
             if session is None:
                 session = self._open = _OpenSession(event)
             elif event.game_id != session.segment.game_id:
@@ -209,6 +256,12 @@ class Sessionizer:
         t = event.occurred_at
         session = self._open
         unattributable = self._closed_until is None or t >= self._closed_until
+        if event.event_type == LOGOUT:
+            # Placing a logout late would end a session at a point results
+            # after it were already emitted for, unless there is none.
+            if session is None and unattributable:
+                return [LogoutOutsideSession(event)]
+            return None
         if session is None or t < session.start:
             if event.is_bet or not unattributable:
                 return None
@@ -240,21 +293,33 @@ class Sessionizer:
     def _switch(self, bet: Event) -> GameSwitch:
         session = self._open
         segment = session.segment
+        session.switches += 1
+        if session.currency is None:
+            session.currency = bet.currency
         switch = GameSwitch(
             user_id=self.user_id, session_start=session.start, segment_start=segment.start,
             switched_at=bet.occurred_at, game_id=segment.game_id, game_name=segment.game_name,
-            new_game_id=bet.game_id, metrics=segment.tally.metrics())
+            new_game_id=bet.game_id, metrics=segment.tally.metrics(), switches_count=session.switches,
+            currency=session.currency)
         session.segment = _Segment(bet)
         return switch
 
-    def _close(self) -> SessionEnd:
+    def _close(self, logout_at: Optional[int] = None) -> SessionEnd:
         session = self._open
         self._open = None
-        self._closed_until = session.last_bet + self.gap_ms
+        if logout_at is None:
+            reason, closed_at = INACTIVITY, session.last_bet + self.gap_ms
+            self._closed_until = closed_at
+        else:
+            # Events at the logout's millisecond were folded before it.
+            reason, closed_at = LOGOUT_END, logout_at
+            self._closed_until = logout_at + 1
         return SessionEnd(
             user_id=self.user_id, start=session.start, end=session.last_bet,
             game_ids=tuple(session.game_ids), metrics=session.tally.metrics(),
-            platform=session.platform, client_version=session.client_version)
+            platform=session.platform, client_version=session.client_version,
+            end_reason=reason, closed_at=closed_at, switches_count=session.switches,
+            last_game_id=session.segment.game_id, currency=session.currency)
 
 
 def sessionize(user_id: str, events: Iterable[Event], gap_ms: int) -> List[Result]:

@@ -39,40 +39,71 @@ def dedupe(events):
     return kept
 
 
+def _sessions(bets, logouts, gap_ms):
+    """[(bets, logout time or None)]: bets join while each is less than gap
+    after the previous one; a logout between them (at or after a bet of the
+    same ms, before the gap has passed) closes the session it falls in."""
+    timeline = sorted([(b.occurred_at, 0, b.event_id, b) for b in bets]
+                      + [(x.occurred_at, 2, x.event_id, x) for x in logouts])
+    sessions, open_ = [], None
+    for t, kind, _, e in timeline:
+        if open_ is not None and t - open_[0][-1].occurred_at >= gap_ms:
+            sessions.append((open_[0], None))
+            open_ = None
+        if kind == 2:
+            if open_ is not None:
+                sessions.append((open_[0], t))
+                open_ = None
+        elif open_ is None:
+            open_ = ([e],)
+        else:
+            open_[0].append(e)
+    if open_ is not None:
+        sessions.append((open_[0], None))
+    return sessions
+
+
+def _first_currency(bets):
+    return next((b.currency for b in bets if b.currency is not None), None)
+
+
 def expected_records(events, gap_ms, ended_delay=None):
     """(ended records, changed records, unattributed count) for de-duplicated
-    events of any users. Delays: replay's (gap for ended, 0 for changed)."""
+    events of any users. Delays: replay's (gap, or last bet to logout, for
+    ended; 0 for changed)."""
     ended, changed, unattributed = [], [], 0
     by_user = {}
     for e in events:
         by_user.setdefault(e.user_id, []).append(e)
     for user, mine in sorted(by_user.items()):
-        bets = sorted((e for e in mine if e.is_bet), key=lambda e: (e.occurred_at, e.event_id))
-        others = [e for e in mine if not e.is_bet]
-        sessions = []
-        for b in bets:
-            if sessions and b.occurred_at - sessions[-1][-1].occurred_at < gap_ms:
-                sessions[-1].append(b)
-            else:
-                sessions.append([b])
+        bets = [e for e in mine if e.is_bet]
+        logouts = [e for e in mine if e.event_type == "logout"]
+        others = [e for e in mine if not e.is_bet and e.event_type != "logout"]
         claimed = set()
-        for s in sessions:
+        for s, logout_at in _sessions(bets, logouts, gap_ms):
             start, end = s[0].occurred_at, s[-1].occurred_at
-            members = [e for e in others if start <= e.occurred_at < end + gap_ms]
+            reach = end + gap_ms if logout_at is None else logout_at + 1
+            members = [e for e in others if start <= e.occurred_at < reach]
             claimed.update(id(e) for e in members)
             sid = f"{compact_time(start)}_{user}"
             games = list(dict.fromkeys(b.game_id for b in s))
-            ended.append({"user_id": user, "gs_gameplay_session_id": sid, "gs_all_game_ids": games,
-                          **_metrics(s, members), "gs_session_start_date": start,
-                          "gs_session_end_date": end, "gs_session_length_seconds": (end - start) // 1000,
-                          "gs_event_delay_seconds": gap_ms // 1000 if ended_delay is None else ended_delay})
             segments = []
             for b in s:
                 if segments and segments[-1][-1].game_id == b.game_id:
                     segments[-1].append(b)
                 else:
                     segments.append([b])
-            for seg, nxt in zip(segments, segments[1:]):
+            replay_delay = (gap_ms if logout_at is None else logout_at - end) // 1000
+            ended.append({"user_id": user, "gs_gameplay_session_id": sid, "gs_all_game_ids": games,
+                          **_metrics(s, members), "gs_session_start_date": start,
+                          "gs_session_end_date": end, "gs_session_length_seconds": (end - start) // 1000,
+                          "gs_event_delay_seconds": replay_delay if ended_delay is None else ended_delay,
+                          "gs_end_reason": "inactivity" if logout_at is None else "logout",
+                          "gs_game_switches_count": len(segments) - 1, "gs_last_game_id": s[-1].game_id,
+                          "currency": _first_currency(s)})
+            seen = 0
+            for number, (seg, nxt) in enumerate(zip(segments, segments[1:]), start=1):
+                seen += len(seg)
                 seg_start, seg_end = seg[0].occurred_at, nxt[0].occurred_at
                 seg_others = [e for e in members if seg_start <= e.occurred_at < seg_end]
                 name = seg[0].game_name or seg[0].game_id
@@ -82,9 +113,25 @@ def expected_records(events, gap_ms, ended_delay=None):
                     "gs_game_name": name, "gs_game_old_id": seg[0].game_id, "gs_game_new_id": nxt[0].game_id,
                     **_metrics(seg, seg_others), "gs_session_start_date": seg_start,
                     "gs_session_end_date": seg_end, "gs_session_length_seconds": (seg_end - seg_start) // 1000,
-                    "gs_event_delay_seconds": 0})
+                    "gs_event_delay_seconds": 0, "gs_end_reason": "game_switch",
+                    "gs_game_switches_count": number, "gs_last_game_id": seg[0].game_id,
+                    "currency": _first_currency(s[:seen + 1])})
         unattributed += sum(1 for e in others if id(e) not in claimed)
     return ended, changed, unattributed
+
+
+def logouts_outside_sessions(events, gap_ms):
+    """How many logouts close no session."""
+    count = 0
+    by_user = {}
+    for e in events:
+        by_user.setdefault(e.user_id, []).append(e)
+    for mine in by_user.values():
+        logouts = [e for e in mine if e.event_type == "logout"]
+        # A session's logout is the first one of its millisecond: one per session.
+        closing = [t for _, t in _sessions([e for e in mine if e.is_bet], logouts, gap_ms) if t is not None]
+        count += len(logouts) - len(closing)
+    return count
 
 
 def canonical(records):
@@ -94,5 +141,7 @@ def canonical(records):
             return Decimal(v).normalize()
         if isinstance(v, list):
             return tuple(v)
+        if v is None:
+            return ""  # sortable beside strings; no field takes "" for a value
         return v
     return sorted(tuple((k, norm(v)) for k, v in sorted(r.items())) for r in records)

@@ -82,7 +82,7 @@ def test_timestamp_range_bounds_are_inclusive_exclusive():
 
 
 @pytest.mark.parametrize("amount", [-1, "-0.01", "NaN", "Infinity", "abc", True, [1], "1e20",
-                                    "0.0000000001", 10 ** 20, "100000000000000000000"])
+                                    "0.0000000000000000001", 1e-19, 10 ** 20, "100000000000000000000"])
 def test_bad_amounts_are_invalid_fields(amount):
     assert reason_of(bet(bet_amount=amount)) == ev.INVALID_FIELD
 
@@ -375,3 +375,38 @@ def test_an_offset_past_the_representable_years_is_an_invalid_field(text):
     with pytest.raises(InvalidEvent) as e:
         rfc3339_to_ms(text)
     assert e.value.reason == "invalid_field"
+
+
+# --- SPEC §1: amounts to 18 places; §2.1: logout -----------------------------
+
+@pytest.mark.parametrize("amount, exact", [
+    (0.30000000000000004, "0.30000000000000004"),  # a JSON producer's 0.1 + 0.2
+    ("0.000000000000000001", "1E-18"),  # one wei, in ETH
+    ("1234.567890123456789000", "1234.567890123456789"),
+    (1e-18, "1E-18"),
+    ("99999999999999999999.999999999999999999", "99999999999999999999.999999999999999999"),
+])
+def test_amounts_are_exact_to_18_places(amount, exact):
+    assert parse(bet(bet_amount=amount)).stake == Decimal(exact)
+
+
+def test_a_json_float_with_18_places_is_read_from_the_line_itself():
+    line = b'{"event_id":"e","user_id":"u","event_type":"bet","occurred_at":1767731000000,' \
+           b'"game_id":"g","bet_amount":0.30000000000000004}'
+    assert parse_event(line).stake == Decimal("0.30000000000000004")
+
+
+def test_a_logout_needs_only_its_identity_and_time():
+    event = parse({"event_id": "x", "user_id": 7, "event_type": "logout", "occurred_at": 1767731000000})
+    assert (event.event_type, event.user_id, event.game_id, event.stake, event.payout) == ("logout", "7", None, None, None)
+    assert not event.is_bet
+    assert reason_of({"event_id": "x", "event_type": "logout", "occurred_at": 1767731000000}) == ev.MISSING_FIELD
+
+
+def test_at_the_same_millisecond_bets_then_wins_then_logouts():
+    t = 1767731000000
+    events = [parse({"event_id": i, "user_id": "u", "event_type": k, "occurred_at": t, "game_id": "g",
+                     "bet_amount": 1, "win_amount": 1})
+              for i, k in [("a", "logout"), ("b", "win"), ("c", "bet_rollback"), ("d", "bet")]]
+    assert [e.event_type for e in sorted(events, key=lambda e: e.fold_order)] == [
+        "bet", "win", "bet_rollback", "logout"]

@@ -18,7 +18,7 @@ from sessions.lexicon import (
     lexicon_datetime, lexicon_platform, player_folder, record_file, session_record, session_rkey)
 from sessions.lexicon_validator import Lexicon, is_datetime, lexicon_path
 from sessions.records import Metrics
-from sessions.sessionizer import GameSwitch, SessionEnd
+from sessions.sessionizer import GameSwitch, SessionEnd, SessionEvent
 from tools.generate_events import generate, write
 from transforms.lexicon import WriteLexiconRecords
 
@@ -38,9 +38,12 @@ def metrics(events=1):
 
 
 def session_end(user_id="265428677", start=T0, end=T0 + 124_000, platform="mobile",
-                client_version="5.3.1", events=9):
+                client_version="5.3.1", events=9, logout_at=None, gap_ms=GAP):
     return SessionEnd(user_id=user_id, start=start, end=end, game_ids=("WILD_BANDITO",),
-                      metrics=metrics(events), platform=platform, client_version=client_version)
+                      metrics=metrics(events), platform=platform, client_version=client_version,
+                      end_reason="inactivity" if logout_at is None else "logout",
+                      closed_at=end + gap_ms if logout_at is None else logout_at,
+                      switches_count=0, last_game_id="WILD_BANDITO", currency="EUR")
 
 
 # --- TIDs --------------------------------------------------------------------
@@ -100,7 +103,7 @@ def test_two_players_starting_in_the_same_millisecond_get_different_keys():
 # --- The mapping -------------------------------------------------------------
 
 def test_an_ended_session_maps_field_by_field():
-    rkey, record = session_record(session_end(), GAP)
+    rkey, record = session_record(session_end())
     assert rkey == session_rkey("265428677", T0)
     assert record == {
         "$type": "net.anisota.beta.game.session",
@@ -132,29 +135,35 @@ def test_platforms_map_into_the_enum(raw, platform):
 
 
 def test_absent_client_details_get_the_documented_defaults():
-    _, record = session_record(session_end(platform=None, client_version=None), GAP)
+    _, record = session_record(session_end(platform=None, client_version=None))
     assert (record["platform"], record["clientVersion"]) == ("web", "unknown")
-    _, record = session_record(session_end(client_version="5.\ud8001"), GAP)
+    _, record = session_record(session_end(client_version="5.\ud8001"))
     assert record["clientVersion"] == "5.?1"
 
 
 def test_created_at_is_when_the_gap_has_passed():
-    _, record = session_record(session_end(end=T0), 60_000)
+    _, record = session_record(session_end(end=T0, gap_ms=60_000))
     assert record["createdAt"] == record["updatedAt"] == "2026-01-06T20:27:25.000Z"
     assert record["duration"] == 0
 
 
+def test_a_logout_ends_the_record_with_its_reason_and_time():
+    _, record = session_record(session_end(end=T0 + 1000, logout_at=T0 + 31_500))
+    assert record["endReason"] == "logout"
+    assert record["createdAt"] == "2026-01-06T20:26:56.500Z"
+    assert record["lastActivityAt"] == record["endedAt"] == "2026-01-06T20:26:26.000Z"
+    assert LEXICON.validate(record) == []
+
+
 def test_impossible_sessions_are_refused():
-    with pytest.raises(ValueError, match="gap"):
-        session_record(session_end(), 0)
     with pytest.raises(ValueError, match="before it starts"):
-        session_record(session_end(end=T0 - 1), GAP)
+        session_record(session_end(end=T0 - 1))
 
 
 def test_the_record_file_is_named_by_player_and_key_and_holds_what_put_record_needs():
     end = session_end(user_id="../ä/.x")
-    path, body = record_file(end, GAP)
-    rkey, record = session_record(end, GAP)
+    path, body = record_file(end)
+    rkey, record = session_record(end)
     folder, name = path.split("/")
     assert name == f"{rkey}.json"
     assert folder == player_folder("../ä/.x") and not folder.startswith(".")
@@ -177,18 +186,19 @@ def session_ends(draw):
         user_id=draw(st.text(st.characters(exclude_categories=()), min_size=1, max_size=128)),
         start=start, end=end, game_ids=("G",), metrics=metrics(draw(st.integers(1, 10**7))),
         platform=draw(st.none() | st.sampled_from(["web", "MOBILE", "ios", "pwa", "desktop"]) | any_text),
-        client_version=draw(st.none() | any_text))
+        client_version=draw(st.none() | any_text), end_reason="inactivity", closed_at=end + draw(st.integers(1, 86_400_000)),
+        switches_count=0, last_game_id="G", currency=None)
 
 
 @settings(max_examples=300, deadline=None)
-@given(session_ends(), st.integers(1, 86_400_000))
-def test_every_session_gives_a_valid_record(end, gap_ms):
-    rkey, record = session_record(end, gap_ms)
+@given(session_ends())
+def test_every_session_gives_a_valid_record(end):
+    rkey, record = session_record(end)
     assert LEXICON.validate(record) == []
     assert decode_tid(rkey) == (end.start * 1000, clock_id(end.user_id))
     assert record["duration"] == end.end - end.start
     assert record["startedAt"] <= record["endedAt"] < record["createdAt"]
-    path, body = record_file(end, gap_ms)
+    path, body = record_file(end)
     assert json.loads(body)["record"] == record
     assert path.count("/") == 1 and not path.startswith(".")
 
@@ -196,7 +206,7 @@ def test_every_session_gives_a_valid_record(end, gap_ms):
 # --- The validator -----------------------------------------------------------
 
 def valid_record():
-    _, record = session_record(session_end(), GAP)
+    _, record = session_record(session_end())
     record.update(
         metadata={"features": ["autoplay"], "networkCondition": "online",
                   "performanceMetrics": {"errorCount": 0, "averageResponseTime": 120}},
@@ -326,6 +336,7 @@ def test_replay_writes_one_valid_record_per_ended_session_identically_twice(tmp_
             ended[row["gs_gameplay_session_id"]] = row
     assert len(ended) > 50
     assert len(files) == len(ended)
+    logouts = 0
 
     for path, body in files.items():
         document = json.loads(body)
@@ -338,28 +349,36 @@ def test_replay_writes_one_valid_record_per_ended_session_identically_twice(tmp_
         assert decode_tid(document["rkey"]) == (start * 1000, clock_id(row["user_id"]))
         assert (record["startedAt"], record["endedAt"]) == (lexicon_datetime(start), lexicon_datetime(end))
         assert record["duration"] == end - start
-        assert record["createdAt"] == lexicon_datetime(end + gap_seconds * 1000)
+        assert record["endReason"] == row["gs_end_reason"]
+        if row["gs_end_reason"] == "inactivity":
+            assert record["createdAt"] == lexicon_datetime(end + gap_seconds * 1000)
+        else:  # the logout's time, which the replay's delay floors to whole seconds
+            over = end + row["gs_event_delay_seconds"] * 1000
+            assert lexicon_datetime(over) <= record["createdAt"] < lexicon_datetime(over + 1000)
+            logouts += 1
         assert record["activitySummary"]["totalEvents"] >= row["gs_bets_count"]
     assert ended == {}
+    assert logouts > 5
 
 
 def test_the_transform_writes_records_in_streaming_too(tmp_path):
     ends = [session_end(user_id="u1"), session_end(user_id="u2", start=T0 + 1, platform=None)]
     switch = GameSwitch(user_id="u1", session_start=T0, segment_start=T0, switched_at=T0 + 1000,
-                        game_id="A", game_name="A", new_game_id="B", metrics=metrics())
+                        game_id="A", game_name="A", new_game_id="B", metrics=metrics(),
+                        switches_count=1, currency=None)
     options = PipelineOptions([])
     options.view_as(StandardOptions).streaming = True
     events = (ScriptedStream()
-              .add_elements([(switch, 0), (ends[0], 301)])
+              .add_elements([SessionEvent.of(switch, 0), SessionEvent.of(ends[0], 301)])
               .advance_processing_time(10)
-              .add_elements([(ends[1], 302)])
+              .add_elements([SessionEvent.of(ends[1], 302)])
               .advance_watermark_to_infinity())
     with beam.Pipeline(options=options) as p:
         _ = (p | events
              | beam.WindowInto(window.FixedWindows(60))
-             | WriteLexiconRecords(str(tmp_path), gap_seconds=300))
+             | WriteLexiconRecords(str(tmp_path)))
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
-    assert written == sorted(record_file(end, GAP)[0] for end in ends)
+    assert written == sorted(record_file(end)[0] for end in ends)
     for end in ends:
-        path, body = record_file(end, GAP)
+        path, body = record_file(end)
         assert (tmp_path / path).read_bytes() == body

@@ -58,9 +58,8 @@ def run_live(steps, check_sessions, check_dead=None, clock=lambda: (T0 + 10**9) 
 
 
 class _WithTimestamp(beam.DoFn):
-    def process(self, result_delay, ts=beam.DoFn.TimestampParam):
-        result, delay = result_delay
-        yield result.event_type, result.record(delay), ts.micros // 1000 - T0
+    def process(self, session_event, ts=beam.DoFn.TimestampParam):
+        yield session_event.result.event_type, session_event.record, ts.micros // 1000 - T0
 
 
 def records_equal(deliveries, ended_delay=None):
@@ -215,3 +214,18 @@ def test_generated_stream_shuffled_equals_replay():
             if rest:
                 steps.append(min(rest) - T0 + 1000)
     run_live(steps, records_equal(unique))
+
+
+def test_a_logout_ends_the_session_when_the_watermark_passes_it_not_after_the_gap():
+    events = [delivery(1, 0, game="A"), delivery(2, 1000, game="B"), delivery(3, 1500, kind="logout"),
+              delivery(4, 1700, kind="win", amount="5"), delivery(5, 2500, game="B")]
+
+    def check(emitted):
+        hold = DISORDER_S * 1000 + 1
+        ended = sorted((ts, r) for kind, r, ts in emitted if kind == "gs_game_session_ended")
+        assert [ts for ts, _ in ended] == [1500 + hold, 2500 + GAP_MS + hold]
+        first, second = (r for _, r in ended)
+        assert (first["gs_end_reason"], first["gs_wins_count"], first["gs_session_end_date"]) == ("logout", 0, T0 + 1000)
+        assert second["gs_end_reason"] == "inactivity" and second["gs_bets_count"] == 1
+    run_live(in_order_steps(events), check)
+    run_live(in_order_steps(events), records_equal(events))

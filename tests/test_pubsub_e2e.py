@@ -10,7 +10,7 @@ import pytest
 from pipelines.game_sessions import main
 from tests.helpers import CHANGED, ENDED, jsonl_records, write_lines
 from tests.reference import canonical
-from tools.live_scenario import run_scenario
+from tools.live_scenario import TRIGGERS, percentile, run_scenario
 
 pytestmark = pytest.mark.e2e
 GAP_S = 5
@@ -28,12 +28,14 @@ def assert_same(live, replayed):
     assert live == replayed, f"missing from the live output: {missing[:2]}\nnot in the replay: {extra[:2]}"
 
 
-def replay_of(tmp_path, bodies, name="replay"):
+def replay_of(tmp_path, bodies, name="replay", with_firings=False):
     path = str(tmp_path / f"{name}.jsonl")
     write_lines(path, bodies)
     out = str(tmp_path / name)
     assert main([f"--input={path}", f"--output_dir={out}", "--output_format=jsonl",
-                 f"--session_gap_seconds={GAP_S}"]) == 0
+                 f"--session_gap_seconds={GAP_S}", f"--triggers={TRIGGERS}"]) == 0
+    if with_firings:
+        return jsonl_records(out, ENDED), jsonl_records(out, CHANGED), jsonl_records(out, "campaign_trigger")
     return jsonl_records(out, ENDED), jsonl_records(out, CHANGED)
 
 
@@ -111,3 +113,34 @@ def test_the_job_survives_a_pubsub_outage(tmp_path):
     live_changed = [r for r in live_records(result, "changed") if r["gs_session_start_date"] >= recovered_at]
     assert_same(live_ended, [r for r in ended if r["gs_session_start_date"] >= recovered_at])
     assert_same(live_changed, [r for r in changed if r["gs_session_start_date"] >= recovered_at])
+
+
+def firing_keys(firings):
+    """A firing as comparable across modes: all but its event's delay."""
+    return sorted(
+        json.dumps({**f, "event": {k: v for k, v in f["event"].items() if k != "gs_event_delay_seconds"}},
+                   sort_keys=True, default=str)
+        for f in firings if f["user_id"] != "probe")
+
+
+def test_live_fires_exactly_the_triggers_the_replay_fires(live_run, tmp_path):
+    _, result = live_run
+    *_, firings = replay_of(tmp_path, [body for _, body in result.published], with_firings=True)
+    assert len({f["trigger"] for f in firings}) >= 2, "the played stream should fire several triggers"
+    live = [json.loads(m.data, parse_float=Decimal) for m in result.received["triggers"]]
+    assert firing_keys(live) == firing_keys(firings)
+    for message in result.received["triggers"]:
+        firing = json.loads(message.data)
+        assert message.attributes == {"trigger": firing["trigger"], "user_id": firing["user_id"],
+                                      "event_type": firing["event_type"]}
+
+
+def test_a_logout_ends_its_session_without_waiting_for_the_gap(live_run):
+    _, result = live_run
+    ended = live_records(result, "ended")
+    assert any(r["gs_end_reason"] == "logout" for r in ended)
+    waits = result.latencies(GAP_S * 1000)["logout"]
+    assert waits, "logout-ended sessions should have been played"
+    # Due when the watermark passes the logout plus the 1 s disorder bound:
+    # well before the 5 s gap would have ended the session.
+    assert percentile(waits, 0.95) < GAP_S, waits

@@ -105,7 +105,7 @@ def test_copies_are_one_event_even_with_different_times_in_different_batches():
     later_copy = parse_event(dumps(ev(1, GAP_MS * 2)).encode())
     with BeamTestPipeline() as p:
         sessions = (p | beam.Create([[(("b", 9), later_copy)], [(("a", 1), first)]]) | ReplaySessions(300)
-                    | beam.FlatMap(lambda batch: [(rd[0].start, rd[0].metrics.bets_count) for rd in batch]))
+                    | beam.FlatMap(lambda batch: [(e.result.start, e.result.metrics.bets_count) for e in batch]))
         assert_that(sessions, equal_to([(T0, 1)]))
 
 
@@ -118,8 +118,18 @@ def test_close_bucket_counts_duplicates_and_applies_the_rules():
     (results,) = fn.process((0, [encode_segment([(("f", 2), bet), (("f", 3), switch), (("f", 4), other)]),
                                  encode_segment([(("f", 1), bet)])]))
     assert isinstance(results, Batch)
-    assert sorted((r.user_id, type(r).__name__, d) for r, d in results) == [
+    assert sorted((r.user_id, type(r).__name__, d) for r, d, _ in results) == [
         ("u1", "GameSwitch", 0), ("u1", "SessionEnd", 300), ("u2", "SessionEnd", 300)]
+
+
+def test_close_bucket_fires_the_triggers_of_each_users_session_events():
+    from sessions.triggers import load_rules
+    bets = [parse_event(dumps(ev(n, n * 1000, game="AB"[n % 2])).encode()) for n in range(1, 4)]
+    fn = _CloseBucket(GAP_MS, load_rules("- {name: hop, on: gs_game_session_changed, when: 'true', cooldown_seconds: 60}"))
+    fn.setup()
+    (results,) = fn.process((0, [encode_segment([(("f", n), e) for n, e in enumerate(bets)])]))
+    firings = [r for r in results if r.table == "campaign_trigger"]
+    assert [(f.trigger, f.fired_at) for f in firings] == [("hop", T0 + 2000)]  # the second switch is in cooldown
 
 
 def test_a_batch_is_sized_from_its_length_not_by_pickling_it():

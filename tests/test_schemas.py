@@ -33,6 +33,8 @@ def bigquery_type(avro_type):
             raise AssertionError(f"unions must be [null, T]: {avro_type}")
         return bigquery_type(non_null[0])[0], "NULLABLE"
     if isinstance(avro_type, dict):
+        if avro_type.get("sqlType") == "JSON" and avro_type["type"] == "string":
+            return "JSON", "REQUIRED"  # BigQuery parses the string into a JSON column
         if avro_type["type"] == "array":
             return bigquery_type(avro_type["items"])[0], "REPEATED"
         logical = avro_type.get("logicalType")
@@ -46,7 +48,7 @@ def bigquery_type(avro_type):
     return AVRO_TO_BIGQUERY[(avro_type, None)], "REQUIRED"
 
 
-@pytest.mark.parametrize("table", schemas.EVENT_TYPES)
+@pytest.mark.parametrize("table", schemas.TABLES)
 def test_every_avro_field_maps_to_its_bigquery_column(table):
     avsc = json.loads(schemas.avsc_path(table).read_text())
     columns = {c["name"]: c for c in schemas.bigquery_schema(table)}
@@ -58,13 +60,13 @@ def test_every_avro_field_maps_to_its_bigquery_column(table):
             assert field.get("default", "missing") is None, f"{field['name']}: optional fields default to null"
 
 
-@pytest.mark.parametrize("table", schemas.EVENT_TYPES)
+@pytest.mark.parametrize("table", schemas.TABLES)
 def test_schemas_follow_the_spec_types(table):
     avsc = json.loads(schemas.avsc_path(table).read_text())
     by_name = {f["name"]: f["type"] for f in avsc["fields"]}
     for name, avro_type in by_name.items():
         if name.endswith("_amount"):
-            assert avro_type == {"type": "bytes", "logicalType": "decimal", "precision": 38, "scale": 9}, name
+            assert avro_type == {"type": "bytes", "logicalType": "decimal", "precision": 38, "scale": 18}, name
         if name.endswith("_date"):
             assert avro_type == {"type": "long", "logicalType": "timestamp-millis"}, name
     if table == schemas.ENDED:
@@ -82,3 +84,21 @@ def test_the_mapping_rules_reject_what_bigquery_would_not_load_as_declared():
 def test_unknown_schema_names_are_a_clear_error():
     with pytest.raises(ValueError, match="no schema"):
         schemas.avro_schema("gs_nope")
+
+
+def test_a_firing_record_goes_into_avro_with_its_json_objects_as_text():
+    import io
+    from sessions.records import from_json, to_json
+    record = {"trigger": "vip", "user_id": "u", "event_type": "gs_game_session_ended",
+              "gs_gameplay_session_id": "20260106202320_u", "gs_game_session_id": None, "fired_at": 1767731000000,
+              "action": {"points": 500, "rate": 0.30000000000000004}, "event": {"gs_total_bet_amount": 1500.5}}
+    line = to_json(record)
+    row = schemas.avro_record(schemas.CAMPAIGN_TRIGGER, from_json(line))
+    assert row["action"] == '{"points":500,"rate":0.30000000000000004}'
+    assert row["event"] == '{"gs_total_bet_amount":1500.5}'
+    buffer = io.BytesIO()
+    fastavro.writer(buffer, schemas.avro_schema(schemas.CAMPAIGN_TRIGGER), [row])
+    buffer.seek(0)
+    assert list(fastavro.reader(buffer))[0]["action"] == row["action"]
+    without_action = schemas.avro_record(schemas.CAMPAIGN_TRIGGER, from_json(to_json({**record, "action": None})))
+    assert without_action["action"] is None

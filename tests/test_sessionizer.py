@@ -8,8 +8,9 @@ from hypothesis import strategies as st
 
 from sessions.events import Event
 from sessions.records import from_json, to_json
-from sessions.sessionizer import GameSwitch, SessionEnd, Sessionizer, Unattributed, first_copies, sessionize
-from tests.reference import canonical, expected_records
+from sessions.sessionizer import (
+    GameSwitch, LogoutOutsideSession, SessionEnd, Sessionizer, Unattributed, first_copies, sessionize)
+from tests.reference import canonical, expected_records, logouts_outside_sessions
 
 GAP = 300_000
 T0 = 1767731000000  # 2026-01-06T20:23:20Z
@@ -33,7 +34,7 @@ def rollback(t, kind, amount="1", eid=None):
 
 def run(events, gap=GAP):
     results = sessionize("u", events, gap)
-    ended = [r.record(gap // 1000) for r in results if isinstance(r, SessionEnd)]
+    ended = [r.record(r.replay_delay_seconds) for r in results if isinstance(r, SessionEnd)]
     changed = [r.record(0) for r in results if isinstance(r, GameSwitch)]
     unattributed = [r for r in results if isinstance(r, Unattributed)]
     return ended, changed, unattributed
@@ -227,16 +228,19 @@ def user_days(draw):
     for i in range(n):
         t += draw(st.sampled_from([0, 1, gap // 2, gap - 1, gap, gap + 1, 2 * gap]))
         kind = draw(st.sampled_from(["bet", "bet", "bet", "win", "bet_win", "bet_win_winonly",
-                                     "bet_rollback", "win_rollback"]))
+                                     "bet_rollback", "win_rollback", "logout"]))
         game = draw(st.sampled_from(["A", "B", "C"]))
+        currency = draw(st.sampled_from([None, None, "EUR", "BRL"]))
         amount = Decimal(draw(st.sampled_from(["0", "0.1", "0.2", "1", "2.5", "100"])))
         eid = f"{draw(st.integers(0, 9))}-{i}"
         if kind == "bet":
-            e = Event("u", eid, "bet", T0 + t, game, f"name-{game}", amount)
+            e = Event("u", eid, "bet", T0 + t, game, f"name-{game}", amount, currency=currency)
+        elif kind == "logout":
+            e = Event("u", eid, "logout", T0 + t)
         elif kind == "win":
             e = Event("u", eid, "win", T0 + t, game, None, None, amount)
         elif kind == "bet_win":
-            e = Event("u", eid, "bet_win", T0 + t, game, None, amount, amount * 2)
+            e = Event("u", eid, "bet_win", T0 + t, game, None, amount, amount * 2, currency=currency)
         elif kind == "bet_win_winonly":
             e = Event("u", eid, "bet_win", T0 + t, game, None, None, amount)
         elif kind == "bet_rollback":
@@ -258,6 +262,8 @@ def test_matches_the_reference_model_in_any_order(day, rnd):
     assert canonical(ended) == canonical(ref_ended)
     assert canonical(changed) == canonical(ref_changed)
     assert len(unattributed) == ref_unattributed
+    stray = [r for r in sessionize("u", shuffled, gap) if isinstance(r, LogoutOutsideSession)]
+    assert len(stray) == logouts_outside_sessions(events, gap)
 
 
 SUMMED = ["gs_bets_count", "gs_total_bet_amount", "gs_wins_count", "gs_total_win_amount",
@@ -271,7 +277,8 @@ def test_segment_metrics_add_up_to_the_session(day):
     results = sessionize("u", events, gap)
     for end in (r for r in results if isinstance(r, SessionEnd)):
         switches = [r for r in results if isinstance(r, GameSwitch) and r.session_start == end.start]
-        in_session = [e for e in events if end.start <= e.occurred_at < end.end + gap]
+        reach = end.closed_at + 1 if end.end_reason == "logout" else end.end + gap
+        in_session = [e for e in events if e.event_type != "logout" and end.start <= e.occurred_at < reach]
         bets = sorted((e for e in in_session if e.is_bet), key=lambda e: e.fold_order)
         boundary = max((i for i in range(1, len(bets)) if bets[i].game_id != bets[i - 1].game_id), default=0)
         last_start = bets[boundary].occurred_at
@@ -307,3 +314,104 @@ def test_streaming_style_feeding_equals_the_batch_fold():
         got += s.advance_to(frontier)
     got += s.finish()
     assert got == expected
+
+
+# --- logout, end reasons, switch counts, currency (SPEC §2.1, §3) -------------
+
+def logout(t, eid=None):
+    return Event("u", eid or f"x{t}", "logout", T0 + t)
+
+
+def results_of(events, gap=GAP):
+    return sessionize("u", events, gap)
+
+
+def test_a_logout_ends_the_session_at_once_with_its_reason_and_delay():
+    ended, _, _ = run([bet(0), bet(10 * S), logout(42 * S + 500)])
+    assert len(ended) == 1
+    e = ended[0]
+    assert e["gs_end_reason"] == "logout"
+    assert e["gs_session_end_date"] == T0 + 10 * S  # the last bet, not the logout
+    assert e["gs_session_length_seconds"] == 10
+    assert e["gs_event_delay_seconds"] == 32  # floor((x - end) / 1000)
+
+
+def test_a_logout_at_the_same_ms_as_a_bet_and_a_win_comes_after_both():
+    ended, _, unattributed = run([logout(5 * S, eid="a"), win(5 * S, eid="b"), bet(5 * S, eid="c"), bet(0)])
+    assert len(ended) == 1 and not unattributed
+    e = ended[0]
+    assert (e["gs_bets_count"], e["gs_wins_count"], e["gs_session_end_date"]) == (2, 1, T0 + 5 * S)
+    assert e["gs_end_reason"] == "logout" and e["gs_event_delay_seconds"] == 0
+
+
+def test_wins_after_the_logout_are_unattributed_and_a_bet_starts_a_new_session():
+    ended, _, unattributed = run([bet(0), logout(10 * S), win(10 * S + 1), bet(20 * S), win(21 * S)])
+    assert len(ended) == 2 and len(unattributed) == 1
+    first, second = sorted(ended, key=lambda e: e["gs_session_start_date"])
+    assert first["gs_wins_count"] == 0 and first["gs_end_reason"] == "logout"
+    assert second["gs_session_start_date"] == T0 + 20 * S  # less than gap after the last bet
+    assert second["gs_wins_count"] == 1 and second["gs_end_reason"] == "inactivity"
+
+
+def test_a_logout_outside_a_session_changes_nothing_and_is_counted():
+    results = results_of([logout(0), bet(10 * S), bet(20 * S)])
+    stray = [r for r in results if isinstance(r, LogoutOutsideSession)]
+    ends = [r for r in results if isinstance(r, SessionEnd)]
+    assert len(stray) == 1 and len(ends) == 1 and ends[0].end_reason == "inactivity"
+
+
+def test_two_logouts_close_one_session_and_the_second_is_outside():
+    results = results_of([bet(0), logout(5 * S, eid="x1"), logout(5 * S, eid="x2"), logout(9 * S)])
+    assert [type(r).__name__ for r in results] == [
+        "SessionEnd", "LogoutOutsideSession", "LogoutOutsideSession"]
+    assert results[0].closed_at == T0 + 5 * S
+
+
+def test_a_logout_exactly_at_end_plus_gap_is_after_an_inactivity_end():
+    results = results_of([bet(0), bet(10 * S), logout(10 * S + GAP)])
+    assert isinstance(results[0], SessionEnd) and results[0].end_reason == "inactivity"
+    assert results[0].replay_delay_seconds == GAP // 1000
+    assert isinstance(results[1], LogoutOutsideSession)
+    just_before = results_of([bet(0), logout(GAP - 1)])
+    assert just_before[0].end_reason == "logout" and just_before[0].replay_delay_seconds == 299
+
+
+def test_a_to_b_to_a_counts_switches_so_far_and_in_total():
+    ended, changed, _ = run([bet(0, "A"), bet(1 * S, "B"), bet(2 * S, "A"), bet(3 * S, "A")])
+    assert [c["gs_game_switches_count"] for c in sorted(changed, key=lambda c: c["gs_session_end_date"])] == [1, 2]
+    assert [(c["gs_game_old_id"], c["gs_last_game_id"], c["gs_end_reason"]) for c in changed] == [
+        ("A", "A", "game_switch"), ("B", "B", "game_switch")]
+    assert ended[0]["gs_game_switches_count"] == 2
+    assert ended[0]["gs_last_game_id"] == "A" and ended[0]["gs_all_game_ids"] == ["A", "B"]
+
+
+def test_currency_is_the_first_bets_that_has_one_and_null_without():
+    ended, changed, _ = run([bet(0, "A"), win(1 * S), bet(2 * S, "B", currency="BRL"), bet(3 * S, "B", currency="EUR")])
+    assert ended[0]["currency"] == "BRL"
+    assert changed[0]["currency"] == "BRL"  # the switching bet is the first to say
+    ended, changed, _ = run([bet(0, "A"), bet(1 * S, "B")])
+    assert ended[0]["currency"] is None and changed[0]["currency"] is None
+    assert '"currency":null' in to_json(ended[0])
+
+
+def test_a_wins_currency_never_sets_the_sessions():
+    ended, _, _ = run([bet(0), Event("u", "w", "win", T0 + 1, "A", None, None, Decimal(1), currency="USD")])
+    assert ended[0]["currency"] is None
+
+
+def test_a_late_logout_is_late_unless_it_is_outside_every_session():
+    s = Sessionizer("u", GAP)
+    s.apply(bet(0))
+    s.apply(bet(10 * S))
+    assert s.apply_late(logout(5 * S)) is None
+    s.advance_to(T0 + 10 * S + GAP)
+    assert s.apply_late(logout(20 * S)) is None  # would have ended the session
+    assert isinstance(s.apply_late(logout(10 * S + GAP))[0], LogoutOutsideSession)
+
+
+def test_after_a_logout_a_late_win_at_its_millisecond_is_late_one_after_is_unattributed():
+    s = Sessionizer("u", GAP)
+    s.apply(bet(0))
+    s.apply(logout(10 * S))
+    assert s.apply_late(win(10 * S)) is None
+    assert isinstance(s.apply_late(win(10 * S + 1))[0], Unattributed)

@@ -2,8 +2,10 @@
 
 Players spin every few seconds, take short breaks inside a session and long
 ones between sessions, hop between games, and produce both separate bet/win
-events and combined bet_win events (free spins included), rollbacks,
-redelivered duplicates, event types the job ignores and a few malformed lines.
+events and combined bet_win events (free spins included), rollbacks, logouts
+(about 3 sessions in 10 end with one), several currencies (EUR, BRL, USD, ETH
+to the wei, and players whose events carry none), redelivered duplicates,
+event types the job ignores and a few malformed lines.
 Deterministic for a given --seed.
 
     python -m tools.generate_events --events=100000 --output=day.jsonl[.gz]
@@ -13,6 +15,7 @@ import gzip
 import json
 import random
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 GAMES = [
     ("GATES_OF_OLYMPUS", "Gates of Olympus"), ("SWEET_BONANZA", "Sweet Bonanza"),
@@ -29,6 +32,9 @@ GAMES = [
     ("JAMMIN_JARS", "Jammin' Jars"),
 ]
 PLATFORMS = ["web", "mobile", "desktop", "pwa"]
+# (currency, weight, stake multiplier): a multi-currency casino, a few players
+# without a currency on their events.
+CURRENCIES = [("EUR", 50, 1), ("BRL", 25, 5), ("USD", 15, 1), ("ETH", 5, None), (None, 5, 1)]
 STAKES = ["0.10", "0.20", "0.40", "0.50", "1", "1.50", "2", "5", "10", "20", "50", "100"]
 DAY = datetime(2026, 1, 6, tzinfo=timezone.utc)
 GAP_SECONDS = 300
@@ -66,6 +72,11 @@ class _Day:
         stakes = STAKES[tier * 2: tier * 2 + 6]
         platform = rng.choice(PLATFORMS)
         client_version = f"{rng.randint(3, 5)}.{rng.randint(0, 9)}.{rng.randint(0, 20)}"
+        currency, _, multiplier = rng.choices(CURRENCIES, weights=[c[1] for c in CURRENCIES])[0]
+        if multiplier is None:  # crypto: stakes in ETH, exact to the wei
+            stakes = [str((Decimal(s) / Decimal("2437.19")).quantize(Decimal("1e-18"))) for s in stakes]
+        elif multiplier != 1:
+            stakes = [str(int(float(s) * multiplier * 100) / 100) for s in stakes]
         t = int((DAY + timedelta(seconds=rng.uniform(0, 20 * 3600))).timestamp() * 1000)
         for _ in range(rng.choice([1, 1, 2, 2, 3, 4])):
             game = rng.choice(GAMES)
@@ -73,23 +84,28 @@ class _Day:
             for _ in range(spins):
                 if rng.random() < 0.03:
                     game = rng.choice(GAMES)  # game hopping
-                self.spin(user_id, t, game, rng.choice(stakes), platform, client_version)
+                self.spin(user_id, t, game, rng.choice(stakes), platform, client_version, currency)
                 pause = rng.expovariate(1 / 4.0) + 0.5
                 if rng.random() < 0.02:
                     pause = rng.uniform(60, GAP_SECONDS - 10)  # a break that keeps the session
                 t += int(pause * 1000)
+            if rng.random() < 0.3:  # the player leaves the lobby: an explicit end of the session
+                self.emit(t + rng.randint(0, 60_000), {"event_id": self.event_id(), "user_id": user_id,
+                                                       "event_type": "logout", "platform": platform})
             t += int(rng.uniform(GAP_SECONDS + 5, 3 * 3600) * 1000)  # the session ends
             if rng.random() < 0.1:
                 self.emit(t - 60_000, {"event_id": self.event_id(), "user_id": user_id,
                                        "event_type": rng.choice(["login", "deposit", "logout"])})
 
-    def spin(self, user_id, t, game, stake, platform, client_version) -> None:
+    def spin(self, user_id, t, game, stake, platform, client_version, currency) -> None:
         rng = self.rng
         base = {"user_id": user_id, "game_id": game[0], "game_name": game[1],
-                "platform": platform, "client_version": client_version, "currency": "EUR"}
+                "platform": platform, "client_version": client_version}
+        if currency:
+            base["currency"] = currency
         free_spin = rng.random() < 0.04
         wins = rng.random() < 0.35
-        payout = f"{float(stake) * rng.choice([0.5, 1, 1.5, 2, 3, 5, 10, 50]):.2f}" if wins else None
+        payout = _times(stake, rng.choice(["0.5", "1", "1.5", "2", "3", "5", "10", "50"])) if wins else None
         if rng.random() < 0.3:
             event = {"event_id": self.event_id(), "event_type": "bet_win", **base}
             if free_spin:
@@ -146,6 +162,11 @@ class _Day:
         else:
             return "[1, 2, 3]"
         return json.dumps(event, separators=(",", ":"))
+
+
+def _times(stake: str, multiplier: str) -> str:
+    """stake x multiplier, exactly (crypto stakes have 18 places)."""
+    return format(Decimal(stake) * Decimal(multiplier), "f")
 
 
 def generate(target_events: int, seed: int = 7) -> list:

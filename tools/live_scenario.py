@@ -2,10 +2,12 @@
 
 Starts the emulator on 127.0.0.1, the streaming job on the DirectRunner, and
 plays a generated stream of players in real time: spins every 0.2-1.5 s,
-game hopping, wins published after (and sometimes before) their bets, up to
-`disorder` of shuffling, redelivered duplicates and junk messages. Pulls the
-output topics while it plays, then replays the very same messages with the
-replay job and compares. Optionally stops the emulator mid-stream (an outage).
+game hopping, wins published after (and sometimes before) their bets, breaks
+that end sessions (half of them with a logout first), up to `disorder` of
+shuffling, redelivered duplicates and junk messages, with the six campaign use
+cases as triggers. Pulls the output topics while it plays, then replays the
+very same messages with the replay job and compares. Optionally stops the
+emulator mid-stream (an outage).
 
 Used by tests/test_pubsub_e2e.py and by `make latency`, which prints the
 latency figures:
@@ -29,11 +31,12 @@ from typing import Dict, List, Optional, Tuple
 from tools.pubsub_emulator import PubSubEmulator
 
 PROJECT = "projects/game-sessions-local"
-TOPICS = {name: f"{PROJECT}/topics/{name}" for name in ("events", "ended", "changed", "dead")}
+TOPICS = {name: f"{PROJECT}/topics/{name}" for name in ("events", "ended", "changed", "dead", "triggers")}
 SUBSCRIPTIONS = {name: f"{PROJECT}/subscriptions/{name}-reader" for name in TOPICS}
 JOB_SUBSCRIPTION = f"{PROJECT}/subscriptions/events-job"
 FILE_FLUSH_SECONDS = 5
 GAMES = ["GATES_OF_OLYMPUS", "SWEET_BONANZA", "MAHJONG_WAYS", "BOOK_OF_DEAD"]
+TRIGGERS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sample", "campaign_triggers.yaml")
 
 
 @dataclass
@@ -51,20 +54,30 @@ class ScenarioResult:
     job_log: str = ""
     job_alive_at_end: bool = True
     bet_published_ms: Dict[Tuple[str, int, str], int] = field(default_factory=dict)
+    logout_published_ms: Dict[Tuple[str, int], int] = field(default_factory=dict)
 
     def latencies(self, gap_ms: int) -> Dict[str, List[float]]:
         """Seconds from a switching bet's publish to its changed event's
-        arrival, and from end + gap to the ended event's arrival."""
-        changed, ended = [], []
+        arrival, from end + gap to an inactivity-ended event's arrival, and
+        from a logout's publish to the arrival of the ended event it caused."""
+        changed, ended, logout = [], [], []
         for message in self.received["changed"]:
             record = json.loads(message.data)
             key = (record["user_id"], record["gs_session_end_date"], record["gs_game_new_id"])
             if key in self.bet_published_ms:
                 changed.append((message.arrived_ms - self.bet_published_ms[key]) / 1000)
+        logouts = sorted(self.logout_published_ms)
         for message in self.received["ended"]:
             record = json.loads(message.data)
-            ended.append((message.arrived_ms - record["gs_session_end_date"] - gap_ms) / 1000)
-        return {"changed": changed, "ended": ended}
+            end = record["gs_session_end_date"]
+            if record["gs_end_reason"] == "inactivity":
+                ended.append((message.arrived_ms - end - gap_ms) / 1000)
+                continue
+            # The session's logout: the user's first one at or after its last bet.
+            at = next((t for user, t in logouts if user == record["user_id"] and end <= t < end + gap_ms), None)
+            if at is not None:
+                logout.append((message.arrived_ms - self.logout_published_ms[record["user_id"], at]) / 1000)
+        return {"changed": changed, "ended": ended, "logout": logout}
 
 
 def _now_ms() -> int:
@@ -126,8 +139,12 @@ def _player_plan(rng: random.Random, users: int, seconds: float, gap_s: int, pha
                                       "occurred_at": win_at, "game_id": game,
                                       "win_amount": rng.choice(["0.4", "1", "5", "12.5"])}))
             t += rng.uniform(200, 1500)
-            if rng.random() < 0.03:
-                t += (gap_s + rng.uniform(1, 4)) * 1000  # the player takes a break: the session ends
+            if rng.random() < 0.03:  # the player takes a break: the session ends
+                if rng.random() < 0.5:  # leaving the lobby first: the session ends at once
+                    n += 1
+                    plan.append((int(t), {"event_id": f"x{phase}{n}", "user_id": user, "event_type": "logout",
+                                          "occurred_at": int(t)}))
+                t += (gap_s + rng.uniform(1, 4)) * 1000
     return plan
 
 
@@ -135,7 +152,7 @@ def run_scenario(work_dir: str, users: int = 12, seconds: float = 40, gap_s: int
                  outage_seconds: float = 0, seed: int = 1) -> ScenarioResult:
     rng = random.Random(seed)
     os.makedirs(work_dir, exist_ok=True)
-    received = {name: [] for name in ("ended", "changed", "dead")}
+    received = {name: [] for name in ("ended", "changed", "dead", "triggers")}
     with PubSubEmulator() as emulator:
         env = {**os.environ, "PUBSUB_EMULATOR_HOST": emulator.host}
         create_all(emulator)
@@ -146,7 +163,8 @@ def run_scenario(work_dir: str, users: int = 12, seconds: float = 40, gap_s: int
              f"--ended_topic={TOPICS['ended']}", f"--changed_topic={TOPICS['changed']}",
              f"--dead_letter_topic={TOPICS['dead']}", f"--session_gap_seconds={gap_s}",
              f"--max_disorder_seconds={disorder_s}", f"--output_dir={os.path.join(work_dir, 'live')}",
-             f"--file_flush_seconds={FILE_FLUSH_SECONDS}", "--output_format=jsonl"],
+             f"--file_flush_seconds={FILE_FLUSH_SECONDS}", "--output_format=jsonl",
+             f"--triggers={TRIGGERS}", f"--trigger_topic={TOPICS['triggers']}"],
             env=env, stdout=open(job_log_path, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
         collectors = [Collector(emulator, SUBSCRIPTIONS[name], received[name]) for name in received]
         for c in collectors:
@@ -267,6 +285,8 @@ def _play_phase(publisher, rng, result: ScenarioResult, users, seconds, gap_s, d
             if event["event_type"] == "bet":
                 result.bet_published_ms.setdefault(
                     (event["user_id"], event["occurred_at"], event["game_id"]), _now_ms())
+            elif event["event_type"] == "logout":
+                result.logout_published_ms.setdefault((event["user_id"], event["occurred_at"]), _now_ms())
         result.published.append((_now_ms(), data))
     for future in futures:
         future.result(timeout=60)
@@ -318,10 +338,12 @@ def main(argv=None) -> None:
         result = run_scenario(work, args.users, args.seconds, args.gap_seconds, outage_seconds=args.outage_seconds)
     latencies = result.latencies(args.gap_seconds * 1000)
     print(f"published {len(result.published):,} messages; received {len(result.received['changed'])} changed, "
-          f"{len(result.received['ended'])} ended, {len(result.received['dead'])} dead letters")
+          f"{len(result.received['ended'])} ended, {len(result.received['triggers'])} trigger firings, "
+          f"{len(result.received['dead'])} dead letters")
     print(f"{'latency (s)':<44}{'p50':>8}{'p95':>8}{'max':>8}{'n':>6}")
     for name, label in (("changed", "switching bet published -> changed arrives"),
-                        ("ended", "end + gap -> ended arrives")):
+                        ("ended", "end + gap -> ended arrives"),
+                        ("logout", "logout published -> ended arrives")):
         values = latencies[name]
         if values:
             print(f"{label:<44}{statistics.median(values):>8.2f}{percentile(values, 0.95):>8.2f}"

@@ -8,7 +8,7 @@ import os
 
 from sessions.records import from_json
 
-TABLES = ("gs_game_session_ended", "gs_game_session_changed", "dead_letter")
+TABLES = ("gs_game_session_ended", "gs_game_session_changed", "campaign_trigger", "dead_letter")
 
 
 def main(argv=None) -> None:
@@ -25,7 +25,14 @@ def main(argv=None) -> None:
             print(f"  {os.path.relpath(f, args.output_dir)}")
         for line in records[: args.records]:
             record = from_json(line)
+            record.pop("event", None)  # a firing's session event is shown in its own table
             print("  " + ", ".join(f"{k}={v}" for k, v in list(record.items())[:9]) + ", ...")
+        if table == "campaign_trigger" and records:
+            fired = {}
+            for line in records:
+                name = from_json(line)["trigger"]
+                fired[name] = fired.get(name, 0) + 1
+            print("  fired: " + ", ".join(f"{name} {n}" for name, n in sorted(fired.items())))
 
 
 if __name__ == "__main__":

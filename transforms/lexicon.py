@@ -18,18 +18,17 @@ from transforms.write import write_atomically
 
 
 class _WriteRecordFiles(beam.DoFn):
-    def __init__(self, output_dir: str, gap_ms: int):
+    def __init__(self, output_dir: str):
         self._output_dir = output_dir
-        self._gap_ms = gap_ms
 
     def setup(self):
         self._records = Metrics.counter(NAMESPACE, "lexicon_records_written")
 
-    def process(self, result_delay) -> Iterable[str]:
-        result, _ = result_delay
+    def process(self, emitted) -> Iterable[str]:
+        result = emitted.result
         if not isinstance(result, SessionEnd):
             return
-        relative_path, body = record_file(result, self._gap_ms)
+        relative_path, body = record_file(result)
         path = FileSystems.join(self._output_dir, *relative_path.split("/"))
         write_atomically(path, body)
         self._records.inc()
@@ -37,18 +36,12 @@ class _WriteRecordFiles(beam.DoFn):
 
 
 class WriteLexiconRecords(beam.PTransform):
-    """(GameSwitch | SessionEnd, delay) -> one record file per SessionEnd;
-    yields the paths written. `gap_seconds` is the job's session gap (it
-    dates `createdAt`)."""
+    """SessionEvents -> one record file per SessionEnd;
+    yields the paths written."""
 
-    def __init__(self, output_dir: str, gap_seconds: int):
+    def __init__(self, output_dir: str):
         super().__init__()
         self._output_dir = output_dir
-        self._gap_seconds = gap_seconds
 
     def expand(self, results):
-        gap_seconds = self._gap_seconds
-        if gap_seconds <= 0:
-            raise ValueError(f"the session gap must be a positive number of seconds, got {gap_seconds}")
-        return results | "WriteRecordFiles" >> beam.ParDo(
-            _WriteRecordFiles(self._output_dir, gap_seconds * 1000))
+        return results | "WriteRecordFiles" >> beam.ParDo(_WriteRecordFiles(self._output_dir))

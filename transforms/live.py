@@ -12,7 +12,7 @@ were applied is still placed if that changes nothing already emitted
 (`Sessionizer.apply_late`); otherwise it is dead-lettered as `late_event`.
 """
 import time
-from typing import NamedTuple, Optional, Tuple
+from typing import NamedTuple, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.coders import PickleCoder, VarIntCoder
@@ -22,10 +22,13 @@ from apache_beam.utils.timestamp import Timestamp
 
 from sessions.events import LATE_EVENT, Event
 from sessions.sessionizer import Sessionizer
+from sessions.triggers import TriggerRule
 from transforms.counters import InputCounters, SessionCounters
 from transforms.dead_letters import DeadLetter
+from transforms.triggers import TriggerFiring
 
 DEAD_LETTERS = "dead_letters"
+FIRINGS = "firings"
 
 
 class Delivery(NamedTuple):
@@ -40,18 +43,21 @@ def _ms(timestamp: Timestamp) -> int:
 
 
 class _LiveSessionizer(beam.DoFn):
-    """Keyed by user_id, in the global window. Emits (result, delay seconds)
-    and late dead letters."""
+    """Keyed by user_id, in the global window. Emits SessionEvents, the
+    trigger Firings they cause (FIRINGS) and late dead letters."""
 
     PENDING = BagStateSpec("pending", PickleCoder())
     SESSIONIZER = ReadModifyWriteStateSpec("sessionizer", PickleCoder())
     APPLIED_UNTIL = ReadModifyWriteStateSpec("applied_until", VarIntCoder())
     SEEN = ReadModifyWriteStateSpec("seen", PickleCoder())
     WAKE_AT = ReadModifyWriteStateSpec("wake_at", VarIntCoder())
+    COOLDOWNS = ReadModifyWriteStateSpec("trigger_cooldowns", PickleCoder())
     FLUSH = TimerSpec("flush", TimeDomain.WATERMARK)
 
-    def __init__(self, gap_ms: int, max_disorder_ms: int, dedupe_horizon_ms: int, clock=time.time):
+    def __init__(self, gap_ms: int, max_disorder_ms: int, dedupe_horizon_ms: int,
+                 trigger_rules: Sequence[TriggerRule] = (), clock=time.time):
         self._gap_ms = gap_ms
+        self._trigger_rules = tuple(trigger_rules)
         # An event at t is applied once the watermark is strictly past
         # t + disorder, so one arriving exactly `disorder` behind a watermark
         # that has just fired a timer is still in time.
@@ -64,6 +70,7 @@ class _LiveSessionizer(beam.DoFn):
     def setup(self):
         self._counters = SessionCounters()
         self._inputs = InputCounters()
+        self._triggers = TriggerFiring(self._trigger_rules) if self._trigger_rules else None
 
     def process(self, keyed_delivery,
                 pending=beam.DoFn.StateParam(PENDING),
@@ -71,6 +78,7 @@ class _LiveSessionizer(beam.DoFn):
                 applied_until=beam.DoFn.StateParam(APPLIED_UNTIL),
                 seen_state=beam.DoFn.StateParam(SEEN),
                 wake_at=beam.DoFn.StateParam(WAKE_AT),
+                cooldowns=beam.DoFn.StateParam(COOLDOWNS),
                 flush=beam.DoFn.TimerParam(FLUSH)):
         user_id, delivery = keyed_delivery
         event = delivery.event
@@ -94,7 +102,7 @@ class _LiveSessionizer(beam.DoFn):
                 return
             self._counters.used.inc()
             sessionizer_state.write(sessionizer)
-            yield from self._emit(placed)
+            yield from self._emit(placed, cooldowns)
             return
 
         self._counters.used.inc()
@@ -112,15 +120,18 @@ class _LiveSessionizer(beam.DoFn):
                 applied_until=beam.DoFn.StateParam(APPLIED_UNTIL),
                 seen_state=beam.DoFn.StateParam(SEEN),
                 wake_at=beam.DoFn.StateParam(WAKE_AT),
+                cooldowns=beam.DoFn.StateParam(COOLDOWNS),
                 flush=beam.DoFn.TimerParam(FLUSH)):
         frontier = _ms(fired_at) - self._hold_ms
         waiting = list(pending.read())
         ready = sorted((d.event for d in waiting if d.event.occurred_at <= frontier), key=Event.fold_order.fget)
         held = [d for d in waiting if d.event.occurred_at > frontier]
         sessionizer = sessionizer_state.read() or Sessionizer(user_id, self._gap_ms)
+        results = []
         for event in ready:
-            yield from self._emit(sessionizer.apply(event))
-        yield from self._emit(sessionizer.advance_to(frontier))
+            results.extend(sessionizer.apply(event))
+        results.extend(sessionizer.advance_to(frontier))
+        yield from self._emit(results, cooldowns)
 
         previous = applied_until.read()
         applied_until.write(frontier if previous is None else max(previous, frontier))
@@ -141,21 +152,33 @@ class _LiveSessionizer(beam.DoFn):
         else:
             wake_at.clear()
 
-    def _emit(self, results):
+    def _emit(self, results, cooldowns):
+        """Session events, then the triggers they fire: in the same bundle,
+        so a trigger leaves with its session event."""
         now_ms = int(self._clock() * 1000)
-        return self._counters.emitted(results, lambda result: max(0, (now_ms - result.event_ts) // 1000))
+        emitted = list(self._counters.emitted(results, lambda result: max(0, (now_ms - result.event_ts) // 1000)))
+        yield from emitted
+        if self._triggers is None or not emitted:
+            return
+        held = cooldowns.read() or {}
+        firings = self._triggers.fire(emitted, held)
+        if firings:
+            cooldowns.write(held)
+        for firing in firings:
+            yield beam.pvalue.TaggedOutput(FIRINGS, firing)
 
 
 class LiveSessions(beam.PTransform):
-    """Deliveries -> (GameSwitch | SessionEnd, delay seconds), plus late dead
-    letters under DEAD_LETTERS."""
+    """Deliveries -> SessionEvents, plus the trigger Firings under FIRINGS
+    and late dead letters under DEAD_LETTERS."""
 
     def __init__(self, gap_seconds: int, max_disorder_seconds: int, dedupe_horizon_seconds: int = 3600,
-                 clock=time.time):
+                 trigger_rules: Sequence[TriggerRule] = (), clock=time.time):
         super().__init__()
         self._gap_ms = gap_seconds * 1000
         self._disorder_ms = max_disorder_seconds * 1000
         self._dedupe_horizon_ms = max(dedupe_horizon_seconds * 1000, self._gap_ms)
+        self._trigger_rules = tuple(trigger_rules)
         self._clock = clock
 
     def expand(self, deliveries):
@@ -163,5 +186,5 @@ class LiveSessions(beam.PTransform):
             deliveries
             | "ByUser" >> beam.Map(lambda d: (d.event.user_id, d)).with_output_types(Tuple[str, Delivery])
             | "Sessionize" >> beam.ParDo(_LiveSessionizer(
-                self._gap_ms, self._disorder_ms, self._dedupe_horizon_ms, self._clock)).with_outputs(
-                    DEAD_LETTERS, main="sessions"))
+                self._gap_ms, self._disorder_ms, self._dedupe_horizon_ms, self._trigger_rules,
+                self._clock)).with_outputs(DEAD_LETTERS, FIRINGS, main="sessions"))

@@ -6,6 +6,7 @@ from apache_beam.io.gcp.pubsub import PubsubMessage, ReadFromPubSub, WriteToPubS
 
 from sessions.events import InvalidEvent, parse_event
 from sessions.records import to_json
+from sessions.sessionizer import SessionEvent
 from transforms.counters import InputCounters
 from transforms.dead_letters import DeadLetter
 from transforms.live import DEAD_LETTERS, Delivery
@@ -53,11 +54,11 @@ class ReadEventMessages(beam.PTransform):
             | "Parse" >> beam.ParDo(_ParseMessage(self._strict)).with_outputs(DEAD_LETTERS, main="events"))
 
 
-def session_message(result_delay) -> PubsubMessage:
+def session_message(session_event: SessionEvent) -> PubsubMessage:
     """Body: the JSON record; attributes let subscribers filter without parsing."""
-    result, delay_seconds = result_delay
+    result = session_event.result
     return PubsubMessage(
-        data=to_json(result.record(delay_seconds)).encode("utf-8"),
+        data=to_json(session_event.record).encode("utf-8"),
         attributes={
             "event_type": result.event_type,
             "user_id": result.user_id,
@@ -72,7 +73,7 @@ def dead_letter_message(dead_letter: DeadLetter) -> PubsubMessage:
 
 
 class PublishSessionEvents(beam.PTransform):
-    """(result, delay) -> the ended and changed topics (which may be one)."""
+    """SessionEvents -> the ended and changed topics (which may be one)."""
 
     def __init__(self, ended_topic: Optional[str], changed_topic: Optional[str]):
         super().__init__()

@@ -44,7 +44,9 @@ from apache_beam.io.filesystem import CompressionTypes, FileMetadata
 from sessions.events import Event
 from sessions.sessionizer import GameSwitch, first_copies, sessionize
 from transforms.batches import Batch
+from sessions.triggers import TriggerRule
 from transforms.counters import SessionCounters
+from transforms.triggers import TriggerFiring
 from transforms.worker import tune_gc
 
 BUCKET_INPUT_BYTES = 16 * 1024 * 1024
@@ -162,14 +164,17 @@ def _segment_bytes(segment: Segment) -> bytes:
 class _CloseBucket(beam.DoFn):
     """All events of a bucket's users -> the list of their sessions' game
     switches and ends, computed by the shared pure rules, each with the delay
-    a perfect live run would have (SPEC §3.1, §3.2)."""
+    a perfect live run would have (SPEC §3.1, §3.2), and the campaign
+    triggers they fire (SPEC §7)."""
 
-    def __init__(self, gap_ms: int):
+    def __init__(self, gap_ms: int, trigger_rules: Sequence[TriggerRule] = ()):
         self._gap_ms = gap_ms
+        self._trigger_rules = tuple(trigger_rules)
 
     def setup(self):
         tune_gc()
         self._counters = SessionCounters()
+        self._triggers = TriggerFiring(self._trigger_rules) if self._trigger_rules else None
 
     def process(self, bucket_segments) -> Iterable[Batch]:
         _, segments = bucket_segments
@@ -182,12 +187,16 @@ class _CloseBucket(beam.DoFn):
             events, duplicates = first_copies(arrivals_events)
             self._counters.used.inc(len(events))
             self._counters.duplicates.inc(duplicates)
-            results.extend(self._counters.emitted(sessionize(user_id, events, self._gap_ms), self._delay))
+            emitted = list(self._counters.emitted(sessionize(user_id, events, self._gap_ms), self._delay))
+            results.extend(emitted)
+            if self._triggers is not None:
+                results.extend(self._triggers.fire(emitted, cooldowns={}))
         if results:
             yield Batch(results)
 
-    def _delay(self, result) -> int:
-        return 0 if isinstance(result, GameSwitch) else self._gap_ms // 1000
+    @staticmethod
+    def _delay(result) -> int:
+        return 0 if isinstance(result, GameSwitch) else result.replay_delay_seconds
 
 
 class _RemoveSpill(beam.DoFn):
@@ -199,27 +208,29 @@ class _RemoveSpill(beam.DoFn):
 
 
 class ReplaySessions(beam.PTransform):
-    """Batches of (arrival, Event) -> lists of (GameSwitch | SessionEnd,
-    delay seconds), one list per user bucket.
+    """Batches of (arrival, Event) -> lists of SessionEvents and trigger
+    Firings, one list per user bucket.
 
     `spill_dir`: a local folder, unique to the run, for the segments between
     parsing and sessionizing (DirectRunner); removed once every bucket is
     closed. None: the runner's shuffle carries them."""
 
-    def __init__(self, gap_seconds: int, buckets: int = 1, spill_dir: Optional[str] = None):
+    def __init__(self, gap_seconds: int, buckets: int = 1, spill_dir: Optional[str] = None,
+                 trigger_rules: Sequence[TriggerRule] = ()):
         super().__init__()
         if buckets < 1:
             raise ValueError(f"buckets must be >= 1, got {buckets}")
         self._gap_seconds = gap_seconds
         self._buckets = buckets
         self._spill_dir = spill_dir
+        self._trigger_rules = tuple(trigger_rules)
 
     def expand(self, batches):
         results = (
             batches
             | "SegmentByBucket" >> beam.ParDo(_SegmentByBucket(self._buckets, self._spill_dir))
             | "GroupByBucket" >> beam.GroupByKey()
-            | "CloseBuckets" >> beam.ParDo(_CloseBucket(self._gap_seconds * 1000)).with_output_types(Batch))
+            | "CloseBuckets" >> beam.ParDo(_CloseBucket(self._gap_seconds * 1000, self._trigger_rules)).with_output_types(Batch))
         if self._spill_dir is not None:
             _ = (results
                  | "AllBucketsClosed" >> beam.combiners.Count.Globally()

@@ -29,10 +29,9 @@ OUTPUT_FORMATS = {"avro": (AVRO,), "jsonl": (JSONL,), "both": (AVRO, JSONL)}
 TableRow = Tuple[str, Optional[str], str]
 
 
-def session_rows(result_delay) -> TableRow:
-    """(GameSwitch | SessionEnd, delay) -> the row of its table."""
-    result, delay_seconds = result_delay
-    return result.event_type, partition_date(result.partition_ms), to_json(result.record(delay_seconds))
+def session_rows(emitted) -> TableRow:
+    """A SessionEvent or a trigger Firing -> the row of its table."""
+    return emitted.table, partition_date(emitted.partition_ms), to_json(emitted.record)
 
 
 def dead_letter_rows(dead_letter) -> TableRow:
@@ -77,7 +76,8 @@ class _WriteFiles(beam.DoFn):
 
 
 class _WriteSessionBatch(_WriteFiles):
-    """One replay bucket's (result, delay)s -> files, per table partition."""
+    """One replay bucket's SessionEvents and Firings -> files, per table
+    partition."""
 
     def process(self, results) -> Iterable[str]:
         by_partition = defaultdict(list)
@@ -124,7 +124,7 @@ class WriteTables(beam.PTransform):
 
 
 class WriteSessionBatches(beam.PTransform):
-    """Lists of (result, delay), one per replay bucket -> files, one per
+    """Lists of SessionEvents and Firings, one per replay bucket -> files, one per
     table partition of each list: no shuffle, and the same input gives the
     same lists, so the same files."""
 
