@@ -7,7 +7,7 @@ OUT ?= out
 SAMPLE := sample/sample_day.jsonl.gz
 TRIGGERS := sample/campaign_triggers.yaml
 
-.PHONY: venv run test test-fast sample stream bench latency clean
+.PHONY: venv run test test-fast sample stream bench latency load clean
 
 # What the whole test suite needs besides the venv; each feature below adds its
 # own (`TEST_DEPS += ...`). Second expansion lets `test` see the later additions.
@@ -53,6 +53,12 @@ bench: venv
 ## Live latency against the emulator: switch -> changed, end + gap -> ended, p50/p95.
 latency: venv
 	$(PY) -m tools.live_scenario --users=12 --seconds=60
+
+## Live under load against the emulator: LOAD_RATE events/s for LOAD_SECONDS, checked against the replay.
+LOAD_RATE ?= 1000
+LOAD_SECONDS ?= 120
+load: venv
+	$(PY) -m tools.live_load --rate=$(LOAD_RATE) --seconds=$(LOAD_SECONDS)
 
 clean:
 	rm -rf $(OUT) .pytest_cache

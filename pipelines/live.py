@@ -6,7 +6,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.options import GameSessionsOptions, runs_locally
 from pipelines.outputs import write_live_files
-from transforms.direct_pubsub import survive_pubsub_outages
+from transforms.direct_pubsub import patch_direct_pubsub
 from sessions.triggers import TriggerRule
 from transforms.live import DEAD_LETTERS, FIRINGS, LiveSessions
 from transforms.pubsub import PublishDeadLetters, PublishSessionEvents, ReadEventMessages
@@ -16,7 +16,7 @@ from transforms.triggers import PublishFirings
 def build_live(options: PipelineOptions, opts: GameSessionsOptions,
                trigger_rules: Sequence[TriggerRule] = ()) -> beam.Pipeline:
     if runs_locally(options):
-        survive_pubsub_outages()
+        patch_direct_pubsub()
     pipeline = beam.Pipeline(options=options)
     read = pipeline | "ReadEvents" >> ReadEventMessages(
         opts.input_subscription, opts.timestamp_attribute, opts.strict_event_types, opts.id_label)

@@ -10,6 +10,7 @@ import pytest
 from pipelines.game_sessions import main
 from tests.helpers import CHANGED, ENDED, jsonl_records, write_lines
 from tests.reference import canonical
+from tools.live_load import run_load
 from tools.live_scenario import TRIGGERS, percentile, run_scenario
 
 pytestmark = pytest.mark.e2e
@@ -144,3 +145,21 @@ def test_a_logout_ends_its_session_without_waiting_for_the_gap(live_run):
     # Due when the watermark passes the logout plus the 1 s disorder bound:
     # well before the 5 s gap would have ended the session.
     assert percentile(waits, 0.95) < GAP_S, waits
+
+
+def test_a_job_behind_a_backlog_is_late_to_answer_never_wrong(tmp_path):
+    """Issue 13: three minutes of play (~3,400 events) wait in the
+    subscription before the job starts, as after a job restart or when it
+    falls behind. Beam's DirectRunner reader put its watermark at the wall
+    clock after the first pull, and most of the backlog came out as
+    `late_event` dead letters and split sessions; held back by the backlog,
+    the watermark lets every event in."""
+    result = run_load(str(tmp_path / "backlog"), rate=20, seconds=180, gap_s=GAP_S, prefill=True, timeout=150)
+    assert result.job_alive_at_end, result.job_log
+    reasons = [m.attributes.get("reason") for m in result.received["dead"]]
+    assert "late_event" not in reasons, f"{reasons.count('late_event')} late_event dead letters"
+    assert result.finished, "every player's last session came out"
+    ended, changed = replay_of(tmp_path, result.bodies)
+    assert len(ended) >= 50 and len(changed) >= 100
+    assert_same(live_records(result, "ended"), ended)
+    assert_same(live_records(result, "changed"), changed)

@@ -157,15 +157,7 @@ def run_scenario(work_dir: str, users: int = 12, seconds: float = 40, gap_s: int
         env = {**os.environ, "PUBSUB_EMULATOR_HOST": emulator.host}
         create_all(emulator)
         job_log_path = os.path.join(work_dir, "job.log")
-        job = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.game_sessions", "--streaming", "--runner=DirectRunner",
-             f"--input_subscription={JOB_SUBSCRIPTION}", "--timestamp_attribute=event_ts",
-             f"--ended_topic={TOPICS['ended']}", f"--changed_topic={TOPICS['changed']}",
-             f"--dead_letter_topic={TOPICS['dead']}", f"--session_gap_seconds={gap_s}",
-             f"--max_disorder_seconds={disorder_s}", f"--output_dir={os.path.join(work_dir, 'live')}",
-             f"--file_flush_seconds={FILE_FLUSH_SECONDS}", "--output_format=jsonl",
-             f"--triggers={TRIGGERS}", f"--trigger_topic={TOPICS['triggers']}"],
-            env=env, stdout=open(job_log_path, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        job = start_job(env, work_dir, job_log_path, gap_s, disorder_s)
         collectors = [Collector(emulator, SUBSCRIPTIONS[name], received[name]) for name in received]
         for c in collectors:
             c.start()
@@ -187,6 +179,20 @@ def run_scenario(work_dir: str, users: int = 12, seconds: float = 40, gap_s: int
             with open(job_log_path, "rb") as f:
                 result.job_log = f.read().decode("utf-8", "replace")[-5000:]
     return result
+
+
+def start_job(env, work_dir: str, log_path: str, gap_s: int, disorder_s: int) -> subprocess.Popen:
+    """The streaming job on the DirectRunner, in its own process group, with
+    the six campaign use cases as triggers."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipelines.game_sessions", "--streaming", "--runner=DirectRunner",
+         f"--input_subscription={JOB_SUBSCRIPTION}", "--timestamp_attribute=event_ts",
+         f"--ended_topic={TOPICS['ended']}", f"--changed_topic={TOPICS['changed']}",
+         f"--dead_letter_topic={TOPICS['dead']}", f"--session_gap_seconds={gap_s}",
+         f"--max_disorder_seconds={disorder_s}", f"--output_dir={os.path.join(work_dir, 'live')}",
+         f"--file_flush_seconds={FILE_FLUSH_SECONDS}", "--output_format=jsonl",
+         f"--triggers={TRIGGERS}", f"--trigger_topic={TOPICS['triggers']}"],
+        env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def stop_job(job: subprocess.Popen) -> None:
@@ -241,9 +247,8 @@ def _play(emulator, publisher, rng, result: ScenarioResult, users, seconds, gap_
           received, job):
     """Plays the stream; with an outage, plays 40% of it, stops the emulator
     for `outage_seconds`, restarts it empty, re-creates the topics, and plays
-    the rest once the job reads again. (On the DirectRunner the watermark
-    follows the wall clock, so messages queued while the job reconnects would
-    arrive behind it: see README, Operations.)"""
+    the rest once the job reads again (the restarted emulator has lost what
+    was published before it went down; a backlog is tools.live_load's)."""
     if not outage_seconds:
         _play_phase(publisher, rng, result, users, seconds, gap_s, disorder_s, phase="")
         return

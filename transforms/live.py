@@ -50,7 +50,6 @@ class _LiveSessionizer(beam.DoFn):
     SESSIONIZER = ReadModifyWriteStateSpec("sessionizer", PickleCoder())
     APPLIED_UNTIL = ReadModifyWriteStateSpec("applied_until", VarIntCoder())
     SEEN = ReadModifyWriteStateSpec("seen", PickleCoder())
-    WAKE_AT = ReadModifyWriteStateSpec("wake_at", VarIntCoder())
     COOLDOWNS = ReadModifyWriteStateSpec("trigger_cooldowns", PickleCoder())
     FLUSH = TimerSpec("flush", TimeDomain.WATERMARK)
 
@@ -77,7 +76,6 @@ class _LiveSessionizer(beam.DoFn):
                 sessionizer_state=beam.DoFn.StateParam(SESSIONIZER),
                 applied_until=beam.DoFn.StateParam(APPLIED_UNTIL),
                 seen_state=beam.DoFn.StateParam(SEEN),
-                wake_at=beam.DoFn.StateParam(WAKE_AT),
                 cooldowns=beam.DoFn.StateParam(COOLDOWNS),
                 flush=beam.DoFn.TimerParam(FLUSH)):
         user_id, delivery = keyed_delivery
@@ -107,11 +105,7 @@ class _LiveSessionizer(beam.DoFn):
 
         self._counters.used.inc()
         pending.add(delivery)
-        due = event.occurred_at + self._hold_ms
-        current = wake_at.read()
-        if current is None or due < current:
-            wake_at.write(due)
-            flush.set(Timestamp(micros=due * 1000))
+        self._wake_at(flush, event.occurred_at + self._hold_ms)
 
     @on_timer(FLUSH)
     def release(self, user_id=beam.DoFn.KeyParam, fired_at=beam.DoFn.TimestampParam,
@@ -119,7 +113,6 @@ class _LiveSessionizer(beam.DoFn):
                 sessionizer_state=beam.DoFn.StateParam(SESSIONIZER),
                 applied_until=beam.DoFn.StateParam(APPLIED_UNTIL),
                 seen_state=beam.DoFn.StateParam(SEEN),
-                wake_at=beam.DoFn.StateParam(WAKE_AT),
                 cooldowns=beam.DoFn.StateParam(COOLDOWNS),
                 flush=beam.DoFn.TimerParam(FLUSH)):
         frontier = _ms(fired_at) - self._hold_ms
@@ -143,14 +136,17 @@ class _LiveSessionizer(beam.DoFn):
         horizon = frontier - self._dedupe_horizon_ms
         seen_state.write({eid: t for eid, t in seen.items() if t >= horizon})
 
-        wakes = [d.event.occurred_at + self._hold_ms for d in held]
         if sessionizer.closes_at is not None:
-            wakes.append(sessionizer.closes_at + self._hold_ms)
-        if wakes:
-            wake_at.write(min(wakes))
-            flush.set(Timestamp(micros=min(wakes) * 1000))
-        else:
-            wake_at.clear()
+            self._wake_at(flush, sessionizer.closes_at + self._hold_ms)
+
+    @staticmethod
+    def _wake_at(flush, due_ms: int) -> None:
+        """One timer per due time (the held events keep theirs): when the
+        watermark jumps over many of a user's events, as it does when a
+        backlog is read, the runner fires them all in one bundle, in order,
+        rather than one per watermark round. Setting a due time twice, or a
+        stale session close, costs a release that changes nothing."""
+        flush.set(Timestamp(micros=due_ms * 1000), dynamic_timer_tag=str(due_ms))
 
     def _emit(self, results, cooldowns):
         """Session events, then the triggers they fire: in the same bundle,
