@@ -45,9 +45,10 @@ sample: venv
 stream: venv
 	$(PY) -m tools.live_demo --input=$(SAMPLE)
 
-## Replay benchmark: 250k and 1M generated events (cached in ~/.cache), events/s and peak RSS.
+## Replay benchmark: 250k, 1M and 4M generated events (cached in ~/.cache), the plain replay
+## command (one worker process per core), events/s, CPU time and peak RSS of all processes.
 bench: venv
-	$(PY) -m tools.bench --sizes=250000,1000000 --workers=2
+	$(PY) -m tools.bench --sizes=250000,1000000,4000000
 
 ## Live latency against the emulator: switch -> changed, end + gap -> ended, p50/p95.
 latency: venv

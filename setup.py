@@ -19,6 +19,7 @@ setuptools.setup(
         # Campaign triggers: Google's CEL (C++ core, type-checked), rules files in YAML.
         "cel-expr-python>=0.1.3",
         "pyyaml>=6",
+        "msgspec>=0.18",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "duckdb>=1.0", "sqlglot>=25", "atheris>=2.3"],

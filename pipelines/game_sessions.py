@@ -15,7 +15,7 @@ import uuid
 from typing import List, Optional, Sequence, Tuple
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from pipelines.live import build_live
 from pipelines.options import CommandLineOptions, GameSessionsOptions, runs_locally, validate
@@ -58,10 +58,32 @@ def _build_replay(options: PipelineOptions, opts: GameSessionsOptions,
     return pipeline
 
 
+_WORKER_FLAGS = ("--direct_num_workers", "--direct_running_mode")
+
+
+def use_every_core(options: PipelineOptions, argv: List[str]) -> None:
+    """A replay on the DirectRunner runs on one worker process per core
+    (multi_processing), unless the command line chose its own
+    --direct_num_workers or --direct_running_mode. Streaming is left alone
+    (the BundleBasedDirectRunner has no workers to spread over)."""
+    if options.view_as(StandardOptions).streaming or (
+            options.view_as(StandardOptions).runner or "DirectRunner") != "DirectRunner":
+        return
+    if any(arg == flag or arg.startswith(flag + "=") for arg in argv for flag in _WORKER_FLAGS):
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cores > 1:
+        direct = options.view_as(DirectOptions)
+        direct.direct_running_mode = "multi_processing"
+        direct.direct_num_workers = cores
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     logging.getLogger().setLevel(logging.WARNING)
+    argv = sys.argv[1:] if argv is None else list(argv)
     # Built as the subclass so that --help lists the job's own options.
     options = CommandLineOptions(argv)
+    use_every_core(options, argv)
     try:
         opts, trigger_rules = _checked(options)
         pipeline = _build(options, opts, trigger_rules)

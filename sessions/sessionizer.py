@@ -29,26 +29,31 @@ class _Tally:
         self.total_bet = self.max_bet = self.total_win = self.max_win = _ZERO
         self.total_rollback_bet = self.total_rollback_win = _ZERO
 
-    def add(self, event: Event) -> None:
+    def add(self, event: Event, is_bet: bool) -> None:
+        """`is_bet`: event.is_bet, computed once by the caller (a property
+        read five times per event was ~10% of sessionizing)."""
         self.events += 1
-        if event.event_type == BET_ROLLBACK:
+        event_type = event.event_type
+        if event_type == BET_ROLLBACK:
             self.bets_rollback_count += 1
             self.total_rollback_bet = EXACT.add(self.total_rollback_bet, event.stake)
             return
-        if event.event_type == WIN_ROLLBACK:
+        if event_type == WIN_ROLLBACK:
             self.wins_rollback_count += 1
             self.total_rollback_win = EXACT.add(self.total_rollback_win, event.payout)
             return
-        if event.is_bet:
+        if is_bet:
+            stake = event.stake
             self.bets_count += 1
-            self.total_bet = EXACT.add(self.total_bet, event.stake)
-            if event.stake > self.max_bet:
-                self.max_bet = event.stake
-        if event.payout is not None and event.payout > 0:
+            self.total_bet = EXACT.add(self.total_bet, stake)
+            if stake > self.max_bet:
+                self.max_bet = stake
+        payout = event.payout
+        if payout is not None and payout > 0:
             self.wins_count += 1
-            self.total_win = EXACT.add(self.total_win, event.payout)
-            if event.payout > self.max_win:
-                self.max_win = event.payout
+            self.total_win = EXACT.add(self.total_win, payout)
+            if payout > self.max_win:
+                self.max_win = payout
 
     def metrics(self) -> Metrics:
         return Metrics(
@@ -189,14 +194,16 @@ class _OpenSession:
         self.platform = self.client_version = self.currency = None
         self.switches = 0
 
-    def add(self, event: Event) -> None:
-        self.tally.add(event)
-        self.segment.tally.add(event)
+    def add(self, event: Event, is_bet: Optional[bool] = None) -> None:
+        if is_bet is None:
+            is_bet = event.is_bet
+        self.tally.add(event, is_bet)
+        self.segment.tally.add(event, is_bet)
         if self.platform is None:
             self.platform = event.platform
         if self.client_version is None:
             self.client_version = event.client_version
-        if event.is_bet:
+        if is_bet:
             self.game_ids.setdefault(event.game_id)
             if self.currency is None:
                 self.currency = event.currency
@@ -236,9 +243,9 @@ class Sessionizer:
                 session = self._open = _OpenSession(event)
             elif event.game_id != session.segment.game_id:
                 results.append(self._switch(event))
-            session.add(event)
+            session.add(event, True)
         elif session is not None:
-            session.add(event)
+            session.add(event, False)
         else:
             results.append(Unattributed(event))
         return results

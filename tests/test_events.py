@@ -261,6 +261,27 @@ def test_rfc3339_is_exact_datetime_arithmetic(moment, offset_min, zulu):
     aware = moment.replace(tzinfo=timezone.utc if zulu else offset)
     expected = (aware - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(milliseconds=1)
     assert ev.rfc3339_to_ms(text) == expected
+    assert ev.rfc3339_to_ms(text) == expected  # its date cached (years 1900-2200)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from(["1969-12-31", "2026-01-06", "2024-02-29", "2100-12-31", "1900-01-01", "2200-12-31"]),
+       st.from_regex(r"\d{2}:\d{2}:\d{2}(\.\d{1,6})?", fullmatch=True),
+       st.sampled_from(["Z", "z"]) | st.from_regex(r"[+-]\d{2}:\d{2}", fullmatch=True))
+def test_rfc3339_of_a_cached_date_equals_datetime_arithmetic(date, time_of_day, offset):
+    """Times and offsets out of range (25:00, +24:00, +23:99) give datetime's own errors."""
+    text = f"{date}T{time_of_day}{offset}"
+
+    def outcome():
+        try:
+            return ev.rfc3339_to_ms(text)
+        except InvalidEvent as e:
+            return e.reason, e.error
+
+    ev._EPOCH_DAYS.clear()
+    cold = outcome()
+    ev.rfc3339_to_ms(f"{date}T00:00:00Z")  # caches the date
+    assert outcome() == cold
 
 
 # parse_event decodes a flat object with json's C scanner directly and
@@ -338,8 +359,15 @@ def test_nesting_at_the_recursion_limit_agrees_with_json_loads():
 
 def test_a_flat_event_takes_the_scanner_fast_path():
     with mock.patch.object(ev, "_scan_once", wraps=ev._scan_once) as scan:
-        assert parse(bet()).event_id == "e1"
+        assert parse(bet(bet_amount=1.5)).event_id == "e1"  # a float amount: not the common shape
         assert scan.call_count == 1
+
+
+def test_a_common_event_takes_the_msgspec_path_only():
+    with mock.patch.object(ev, "_decode_common", wraps=ev._decode_common) as decode, \
+            mock.patch.object(ev, "_scan_once", wraps=ev._scan_once) as scan:
+        assert parse(bet(user_id=7, platform="web")) == ev.validate_event(bet(user_id=7, platform="web"))
+        assert decode.call_count == 1 and scan.call_count == 0
 
 
 @pytest.mark.parametrize("text", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])

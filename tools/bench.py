@@ -2,13 +2,18 @@
 (validation, dedupe, sessions, switches, Avro out) on generated days.
 
 Days are generated once with the project's generator and cached outside git.
+By default the replay is the plain documented command (which runs one
+DirectRunner worker process per core); --workers=N passes
+--direct_running_mode/--direct_num_workers explicitly (1: in-process).
 Peak RSS is sampled over the whole process tree, the DirectRunner's worker
-processes included.
+processes included; CPU is the user + system time of the whole tree, which a
+busy shared machine inflates less than wall time.
 
-    python -m tools.bench [--sizes=250000,1000000] [--workers=2]
+    python -m tools.bench [--sizes=250000,1000000,4000000] [--workers=N]
 """
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -55,11 +60,19 @@ def _tree_rss_kib(root: int) -> Dict[int, int]:
     return rss
 
 
+def _children_cpu() -> float:
+    """User + system seconds of every finished descendant (the job waits for
+    its worker processes, so theirs are included)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_once(path: str, extra: List[str]) -> dict:
     out = tempfile.mkdtemp(prefix="bench-out-")
     try:
         command = [sys.executable, "-m", "pipelines.game_sessions", f"--input={path}", f"--output_dir={out}",
                    "--output_format=avro", *extra]
+        cpu_before = _children_cpu()
         started = time.monotonic()
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         peak_total = peak_single = 0
@@ -69,32 +82,38 @@ def run_once(path: str, extra: List[str]) -> dict:
             peak_single = max(peak_single, max(rss.values(), default=0))
             time.sleep(0.1)
         wall = time.monotonic() - started
+        cpu = _children_cpu() - cpu_before
         output = process.stdout.read().decode()
         if process.returncode != 0:
             raise RuntimeError(f"the replay failed:\n{output[-3000:]}")
         read = int(next(line for line in output.splitlines() if "events read" in line).split()[-1].replace(",", ""))
         return {"events": read, "wall": wall, "rate": read / wall, "rss_total": peak_total / 1024,
-                "rss_single": peak_single / 1024}
+                "rss_single": peak_single / 1024, "cpu": cpu}
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="250000,1000000", help="comma-separated event counts")
-    parser.add_argument("--workers", type=int, default=2,
-                        help="DirectRunner worker processes (multi_processing); 1 runs in-process")
+    parser.add_argument("--sizes", default="250000,1000000,4000000", help="comma-separated event counts")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="DirectRunner worker processes (multi_processing); 1 runs in-process. "
+                             "Default: none passed, the job's own default (one per core)")
     args = parser.parse_args(argv)
-    extra = ["--runner=DirectRunner"]
-    if args.workers > 1:
+    extra = []
+    if args.workers == 1:
+        extra += ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    elif args.workers:
         extra += ["--direct_running_mode=multi_processing", f"--direct_num_workers={args.workers}"]
-    print(f"replay benchmark, DirectRunner, {args.workers} worker(s), Avro out; days cached in {CACHE}")
-    print(f"{'events':>10} {'wall s':>8} {'events/s':>10} {'peak RSS MB (all processes)':>28} {'largest process':>16}")
+    workers = f"{args.workers} worker(s)" if args.workers else f"the plain command ({os.cpu_count()} cores)"
+    print(f"replay benchmark, DirectRunner, {workers}, Avro out; days cached in {CACHE}")
+    print(f"{'events':>10} {'wall s':>8} {'events/s':>10} {'CPU s':>8} {'CPU us/event':>13} "
+          f"{'peak RSS MB (all processes)':>28} {'largest process':>16}")
     for size in (int(s) for s in args.sizes.split(",")):
         result = run_once(cached_day(size), extra)
-        print(f"{result['events']:>10,} {result['wall']:>8.1f} {result['rate']:>10,.0f} "
+        print(f"{result['events']:>10,} {result['wall']:>8.1f} {result['rate']:>10,.0f} {result['cpu']:>8.1f} "
+              f"{result['cpu'] * 1e6 / result['events']:>13.1f} "
               f"{result['rss_total']:>28,.0f} {result['rss_single']:>16,.0f}", flush=True)
-
 
 if __name__ == "__main__":
     main()

@@ -22,6 +22,7 @@ from sessions.events import INVALID_FIELD, INVALID_JSON, Event, InvalidEvent, pa
 from transforms.batches import Batch
 from transforms.counters import InputCounters
 from transforms.dead_letters import DeadLetter, original_payload
+from transforms.worker import tune_gc
 
 DEAD_LETTERS = "dead_letters"
 SHARD_BYTES = 4 * 1024 * 1024
@@ -118,6 +119,7 @@ class _ParseShard(beam.DoFn):
         self._strict = strict_event_types
 
     def setup(self):
+        tune_gc()
         self._counters = InputCounters()
 
     def process(self, shard: Shard):

@@ -26,6 +26,7 @@ What crosses the shuffle is sized for speed and flat memory:
 - A bucket's results leave as one list, so its files are written without
   another shuffle (transforms/write.py).
 """
+import functools
 import hashlib
 import math
 import marshal
@@ -46,6 +47,7 @@ from transforms.batches import Batch
 from sessions.triggers import TriggerRule
 from transforms.counters import SessionCounters
 from transforms.triggers import TriggerFiring
+from transforms.worker import tune_gc
 
 BUCKET_INPUT_BYTES = 16 * 1024 * 1024
 # Rough inflation of compressed and binary inputs, only to size the buckets.
@@ -101,11 +103,20 @@ def decode_segment(data: bytes) -> List[tuple]:
     return list(zip(*marshal.loads(zlib.decompress(data))))
 
 
-def _event(row: tuple) -> Tuple[Tuple[str, int], Event]:
-    file, line, user_id, event_id, event_type, occurred_at, game_id, game_name, stake, payout, *rest = row
-    return (file, line), Event(user_id, event_id, event_type, occurred_at, game_id, game_name,
-                               None if stake is None else Decimal(stake),
-                               None if payout is None else Decimal(payout), *rest)
+def decode_events(data: bytes) -> Iterable[Tuple[Tuple[str, int], Event]]:
+    """The (arrival, Event)s of a segment, built column-wise: each distinct
+    amount string becomes a Decimal once, and the Events are made in C."""
+    files, lines, *columns = marshal.loads(zlib.decompress(data))
+    decimals = {None: None}
+    for amounts in (columns[6], columns[7]):
+        for text in set(amounts).difference(decimals):
+            decimals[text] = Decimal(text)
+    columns[6] = list(map(decimals.__getitem__, columns[6]))
+    columns[7] = list(map(decimals.__getitem__, columns[7]))
+    return zip(zip(files, lines), map(_make_event, zip(*columns)))
+
+
+_make_event = functools.partial(tuple.__new__, Event)  # Event(*fields) without its Python __new__
 
 
 class _SegmentByBucket(beam.DoFn):
@@ -115,6 +126,9 @@ class _SegmentByBucket(beam.DoFn):
     def __init__(self, buckets: int, spill_dir: Optional[str]):
         self._buckets = buckets
         self._spill_dir = spill_dir
+
+    def setup(self):
+        tune_gc()
 
     def process(self, batch) -> Iterable[Tuple[int, Segment]]:
         if not batch:
@@ -158,18 +172,19 @@ class _CloseBucket(beam.DoFn):
         self._trigger_rules = tuple(trigger_rules)
 
     def setup(self):
+        tune_gc()
         self._counters = SessionCounters()
         self._triggers = TriggerFiring(self._trigger_rules) if self._trigger_rules else None
 
     def process(self, bucket_segments) -> Iterable[Batch]:
         _, segments = bucket_segments
-        rows_by_user = defaultdict(list)
+        by_user = defaultdict(list)
         for segment in segments:
-            for row in decode_segment(_segment_bytes(segment)):
-                rows_by_user[row[2]].append(row)
+            for arrival_event in decode_events(_segment_bytes(segment)):
+                by_user[arrival_event[1][0]].append(arrival_event)
         results = []
-        for user_id, rows in rows_by_user.items():
-            events, duplicates = first_copies(_event(row) for row in rows)
+        for user_id, arrivals_events in by_user.items():
+            events, duplicates = first_copies(arrivals_events)
             self._counters.used.inc(len(events))
             self._counters.duplicates.inc(duplicates)
             emitted = list(self._counters.emitted(sessionize(user_id, events, self._gap_ms), self._delay))
@@ -221,3 +236,4 @@ class ReplaySessions(beam.PTransform):
                  | "AllBucketsClosed" >> beam.combiners.Count.Globally()
                  | "RemoveSpill" >> beam.ParDo(_RemoveSpill(self._spill_dir)))
         return results
+

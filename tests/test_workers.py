@@ -1,0 +1,57 @@
+"""The plain replay command uses every core; explicit worker flags win."""
+import gc
+import os
+
+import pytest
+from apache_beam.options.pipeline_options import DirectOptions
+
+from pipelines.game_sessions import use_every_core
+from pipelines.options import GameSessionsOptions
+from transforms import worker
+
+REPLAY = ["--input=day.jsonl", "--output_dir=out"]
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def _workers(argv):
+    options = GameSessionsOptions(argv)
+    use_every_core(options, argv)
+    direct = options.view_as(DirectOptions)
+    return direct.direct_running_mode, direct.direct_num_workers
+
+
+@pytest.mark.skipif(CORES < 2, reason="one core: the replay stays in-process")
+@pytest.mark.parametrize("extra", [[], ["--runner=DirectRunner"], ["--output_format=both"]])
+def test_a_plain_replay_runs_one_worker_process_per_core(extra):
+    assert _workers(REPLAY + extra) == ("multi_processing", CORES)
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--direct_num_workers=1", "--direct_running_mode=in_memory"], ("in_memory", 1)),
+    (["--direct_num_workers=3"], ("in_memory", 3)),  # Beam's own rules from there on
+    (["--direct_running_mode", "multi_threading"], ("multi_threading", 1)),
+    (["--direct_running_mode=multi_processing", "--direct_num_workers=4"], ("multi_processing", 4)),
+    (["--runner=FlinkRunner"], ("in_memory", 1)),
+    (["--runner=DataflowRunner"], ("in_memory", 1)),
+])
+def test_explicit_worker_flags_and_other_runners_are_left_alone(extra, expected):
+    assert _workers(REPLAY + extra) == expected
+
+
+def test_streaming_is_left_alone():
+    argv = ["--streaming", "--input_subscription=projects/p/subscriptions/s", "--ended_topic=projects/p/topics/t"]
+    assert _workers(argv) == ("in_memory", 1)
+
+
+def test_tune_gc_freezes_once_and_raises_the_young_threshold(monkeypatch):
+    monkeypatch.setattr(worker, "_tuned", False)
+    before = gc.get_threshold()
+    try:
+        worker.tune_gc()
+        assert gc.get_threshold()[0] == worker.YOUNG_THRESHOLD and gc.get_freeze_count() > 0
+        gc.set_threshold(*before)
+        worker.tune_gc()  # once per process
+        assert gc.get_threshold() == before
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
