@@ -35,7 +35,17 @@ def avro_schema(event_type: str) -> dict:
     """The parsed Avro schema, ready for fastavro's writer."""
     if event_type not in TABLES:
         raise ValueError(f"no schema for {event_type!r}; known: {', '.join(TABLES)}")
-    return fastavro.parse_schema(json.loads(avsc_path(event_type).read_text()))
+    source = json.loads(avsc_path(event_type).read_text())
+    parsed = fastavro.parse_schema(source)
+    # fastavro copies a field's doc and default from a set, so their order in
+    # the file header would follow the process's hash seed: put every field's
+    # keys back in the .avsc's order, so the same records give the same bytes.
+    for parsed_field, field in zip(parsed["fields"], source["fields"]):
+        order = {key: n for n, key in enumerate(field)}
+        reordered = sorted(parsed_field.items(), key=lambda item: order.get(item[0], len(order)))
+        parsed_field.clear()
+        parsed_field.update(reordered)
+    return parsed
 
 
 def field_names(event_type: str) -> tuple:

@@ -8,9 +8,10 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from datetime import datetime, timezone
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Context, Decimal
 
 _CENT = Decimal("0.01")
+_EXACT = Context(prec=80)
 # gs_end_reason of a changed event: what ended the segment it describes.
 GAME_SWITCH = "game_switch"
 
@@ -31,10 +32,19 @@ class Metrics:
 
 
 def average(total: Decimal, count: int) -> Decimal:
-    """Half-up to 2 places; 0 when there is nothing to average (SPEC §3)."""
+    """Half-up to 2 places; 0 when there is nothing to average (SPEC §3).
+    Exact for any total (amounts are >= 0): 38 digits do not fit Decimal's
+    default 28-digit division, so the rounding is done on integers."""
     if count == 0:
         return Decimal(0)
-    return (total / count).quantize(_CENT, rounding=ROUND_HALF_UP)
+    _, digits, exponent = total.as_tuple()  # total = units * 10**exponent
+    numerator, denominator = int("".join(map(str, digits))) * 100, count
+    if exponent >= 0:
+        numerator *= 10 ** exponent
+    else:
+        denominator *= 10 ** -exponent
+    cents = (2 * numerator + denominator) // (2 * denominator)
+    return Decimal(cents).scaleb(-2)
 
 
 def compact_time(epoch_ms: int) -> str:
@@ -123,7 +133,8 @@ def render_decimal(value: Decimal) -> str:
     positional notation without trailing zeros."""
     if value == value.to_integral_value():
         return str(int(value))
-    return format(value.normalize(), "f")
+    # Decimal's default context keeps 28 digits; 18-place amounts have up to 38.
+    return format(value.normalize(_EXACT), "f")
 
 
 def to_json(record: dict) -> str:

@@ -1,12 +1,13 @@
 """A second, deliberately naive implementation of SPEC §2-§3 (set-based, no
 incremental state) that tests compare the job against."""
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
 
 from sessions.records import compact_time
 
 
 def _avg(total, count):
-    return Decimal(0) if count == 0 else (total / count).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    with localcontext(Context(prec=100)):
+        return Decimal(0) if count == 0 else (total / count).quantize(Decimal("0.01"), ROUND_HALF_UP)
 
 
 def _metrics(bets, others):

@@ -415,3 +415,30 @@ def test_after_a_logout_a_late_win_at_its_millisecond_is_late_one_after_is_unatt
     s.apply(logout(10 * S))
     assert s.apply_late(win(10 * S)) is None
     assert isinstance(s.apply_late(win(10 * S + 1))[0], Unattributed)
+
+
+# --- 38-digit amounts (SPEC §1, §3) ------------------------------------------------
+
+@pytest.mark.parametrize("text", ["12345678901.123456789012345678", "99999999999999999999.999999999999999999",
+                                  "0.000000000000000001", "3200", "0.30000000000000004"])
+def test_amounts_render_with_every_digit(text):
+    from sessions.records import render_decimal
+    assert render_decimal(Decimal(text)) == text
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.decimals(min_value=0, max_value=Decimal("1e22"), places=18, allow_nan=False, allow_infinity=False),
+       st.integers(1, 10 ** 6))
+def test_averages_round_half_up_exactly_whatever_the_size(total, count):
+    from decimal import ROUND_HALF_UP, Context, localcontext
+    from sessions.records import average
+    with localcontext(Context(prec=200)):
+        expected = (total / count).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    assert average(total, count) == expected
+
+
+def test_a_session_of_38_digit_stakes_keeps_them_all():
+    big = "12345678901.123456789012345678"
+    ended, _, _ = run([bet(0, stake=big), bet(1 * S, stake=big)])
+    assert to_json(ended[0]).count("24691357802.246913578024691356") == 1
+    assert ended[0]["gs_avg_bet_amount"] == Decimal("12345678901.12")
