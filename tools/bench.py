@@ -26,8 +26,13 @@ from tools.generate_events import generate, write
 CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "game-sessions", "bench")
 
 
+# Bumped when the generator changes what a day holds (v2: logouts, currencies),
+# so a cached day of an older generator is not measured by mistake.
+GENERATOR_VERSION = 2
+
+
 def cached_day(events: int) -> str:
-    path = os.path.join(CACHE, f"day-{events}.jsonl")
+    path = os.path.join(CACHE, f"day-{events}-v{GENERATOR_VERSION}.jsonl")
     if not os.path.exists(path):
         os.makedirs(CACHE, exist_ok=True)
         write(path + ".partial", generate(events, seed=1))
@@ -96,6 +101,8 @@ def run_once(path: str, extra: List[str]) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="250000,1000000,4000000", help="comma-separated event counts")
+    parser.add_argument("--triggers", default=None,
+                        help="also evaluate this campaign rules file (e.g. sample/campaign_triggers.yaml)")
     parser.add_argument("--workers", type=int, default=None,
                         help="DirectRunner worker processes (multi_processing); 1 runs in-process. "
                              "Default: none passed, the job's own default (one per core)")
@@ -105,8 +112,11 @@ def main(argv=None) -> None:
         extra += ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
     elif args.workers:
         extra += ["--direct_running_mode=multi_processing", f"--direct_num_workers={args.workers}"]
+    if args.triggers:
+        extra.append(f"--triggers={args.triggers}")
     workers = f"{args.workers} worker(s)" if args.workers else f"the plain command ({os.cpu_count()} cores)"
-    print(f"replay benchmark, DirectRunner, {workers}, Avro out; days cached in {CACHE}")
+    with_triggers = f", triggers from {args.triggers}" if args.triggers else ""
+    print(f"replay benchmark, DirectRunner, {workers}, Avro out{with_triggers}; days cached in {CACHE}")
     print(f"{'events':>10} {'wall s':>8} {'events/s':>10} {'CPU s':>8} {'CPU us/event':>13} "
           f"{'peak RSS MB (all processes)':>28} {'largest process':>16}")
     for size in (int(s) for s in args.sizes.split(",")):
@@ -114,6 +124,7 @@ def main(argv=None) -> None:
         print(f"{result['events']:>10,} {result['wall']:>8.1f} {result['rate']:>10,.0f} {result['cpu']:>8.1f} "
               f"{result['cpu'] * 1e6 / result['events']:>13.1f} "
               f"{result['rss_total']:>28,.0f} {result['rss_single']:>16,.0f}", flush=True)
+
 
 if __name__ == "__main__":
     main()
