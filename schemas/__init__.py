@@ -6,7 +6,7 @@
 `sessions.records` with exactly these fields, in this order.
 """
 import json
-from decimal import Decimal
+from decimal import Context, Decimal, Inexact, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
 
@@ -68,13 +68,23 @@ def json_fields(event_type: str) -> frozenset:
     return frozenset(f["name"] for f in json.loads(avsc_path(event_type).read_text())["fields"] if is_json(f["type"]))
 
 
+# Output amounts have at most 18 places (SPEC §1), but a sum keeps the
+# trailing zeros of its terms ("0.50000000000000000000" has 20 places), which
+# Avro's decimal(38, 18) refuses: amounts are set to exactly 18 places, the
+# same unscaled integer Avro stores. A 19th non-zero place raises (Inexact):
+# never rounded away.
+_AVRO_SCALE = Decimal(1).scaleb(-18)
+_AVRO_CONTEXT = Context(prec=80, traps=[InvalidOperation, Inexact])
+
+
 def avro_record(event_type: str, record: dict) -> dict:
-    """A record read back from its JSON line, as Avro takes it: amounts as
-    Decimals (JSON renders 3200.0 as 3200), nested JSON objects as their
-    JSON text."""
+    """An output record (as built, or read back from its JSON line) as Avro
+    takes it: amounts as Decimals of 18 places (JSON renders 3200.0 as 3200),
+    nested JSON objects as their JSON text."""
     from sessions.records import to_json  # exact decimals inside nested objects
     decimals, objects = decimal_fields(event_type), json_fields(event_type)
-    return {k: Decimal(v) if k in decimals else to_json(v) if k in objects and v is not None else v
+    return {k: Decimal(v).quantize(_AVRO_SCALE, context=_AVRO_CONTEXT) if k in decimals
+            else to_json(v) if k in objects and v is not None else v
             for k, v in record.items()}
 
 

@@ -22,7 +22,7 @@ from tools.generate_events import generate
 from transforms.read import DEAD_LETTERS, ReadEvents, match_inputs
 from transforms.batches import Batch, BatchCoder
 from transforms.sessions import (ReplaySessions, SpilledSegment, _CloseBucket, _SegmentByBucket, bucket_of,
-                                 decode_segment, encode_segment, user_buckets)
+                                 decode_events, decode_segment, encode_segment, user_buckets)
 
 T0 = 1767731000000
 GAP_MS = 300_000
@@ -83,6 +83,13 @@ def test_a_segment_keeps_every_field_exactly():
     (row,) = decode_segment(encode_segment([(("day.jsonl", 7), event)]))
     assert row[:2] == ("day.jsonl", 7)
     assert row[2:] == (*event[:6], "1.000000001", "12.5", *event[8:])
+
+
+def test_a_segment_of_several_files_keeps_each_arrival():
+    events = [parse_event(dumps(ev(i, i * 1000)).encode()) for i in range(4)]
+    arrivals = [("b.jsonl", 1), ("a.jsonl", 1), ("b.jsonl", 2), ("c.jsonl", 9)]
+    decoded = list(decode_events(encode_segment(list(zip(arrivals, events)))))
+    assert decoded == list(zip(arrivals, events))
 
 
 def test_spilled_segments_are_addresses_in_one_file_per_batch(tmp_path):

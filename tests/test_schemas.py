@@ -118,3 +118,14 @@ def test_the_avro_header_is_the_same_whatever_the_hash_seed():
     outputs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                               env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in range(6)}
     assert len(outputs) == 1
+
+
+def test_amounts_go_into_avro_at_18_places_and_a_19th_is_never_rounded_away():
+    from decimal import Decimal, Inexact
+    # A sum keeps its terms' trailing zeros: 20 places, the same amount.
+    row = schemas.avro_record(schemas.ENDED, {"gs_total_win_amount": Decimal("0.50000000000000000000")})
+    assert row["gs_total_win_amount"] == Decimal("0.5")
+    assert row["gs_total_win_amount"].as_tuple().exponent == -18
+    assert schemas.avro_record(schemas.ENDED, {"gs_total_win_amount": "3200"})["gs_total_win_amount"] == 3200
+    with pytest.raises(Inexact):
+        schemas.avro_record(schemas.ENDED, {"gs_total_win_amount": Decimal("0.5000000000000000001")})

@@ -83,30 +83,49 @@ def bucket_of(user_id: str, buckets: int) -> int:
     return zlib.crc32(user_id.encode("utf-8")) % buckets
 
 
+# marshal's version 2 writes no back-references: faster to write than the
+# default, and the columns compress about as well without them.
+_MARSHAL_VERSION = 2
+
+
 def encode_segment(items: Sequence[Tuple[Tuple[str, int], Event]]) -> bytes:
     """(arrival, Event)s -> compressed columns of primitives: marshal is the
-    cheapest serializer of str/int/None, and columns compress best."""
+    cheapest serializer of str/int/None, and columns compress best. A batch
+    comes from one shard, so its file names are stored once and indexed."""
     files, lines, events = [], [], []
     for (file, line), event in items:
         files.append(file)
         lines.append(line)
         events.append(event)
+    file_names = list(dict.fromkeys(files))
+    file_index = None
+    if len(file_names) > 1:
+        position = {name: i for i, name in enumerate(file_names)}
+        file_index = [position[name] for name in files]
     columns = list(zip(*events))
     columns[6] = [None if stake is None else str(stake) for stake in columns[6]]
     columns[7] = [None if payout is None else str(payout) for payout in columns[7]]
-    return zlib.compress(marshal.dumps((files, lines, *columns)), 1)
+    return zlib.compress(marshal.dumps((file_names, file_index, lines, *columns), _MARSHAL_VERSION), 1)
+
+
+def _segment_columns(data: bytes) -> list:
+    """[files, lines, user_ids, event_ids, ...] of a segment."""
+    file_names, file_index, lines, *columns = marshal.loads(zlib.decompress(data))
+    files = (file_names[:1] * len(lines) if file_index is None
+             else list(map(file_names.__getitem__, file_index)))
+    return [files, lines, *columns]
 
 
 def decode_segment(data: bytes) -> List[tuple]:
     """The rows of a segment: (file, line, user_id, event_id, ..., currency),
     amounts still as decimal strings."""
-    return list(zip(*marshal.loads(zlib.decompress(data))))
+    return list(zip(*_segment_columns(data)))
 
 
 def decode_events(data: bytes) -> Iterable[Tuple[Tuple[str, int], Event]]:
     """The (arrival, Event)s of a segment, built column-wise: each distinct
     amount string becomes a Decimal once, and the Events are made in C."""
-    files, lines, *columns = marshal.loads(zlib.decompress(data))
+    files, lines, *columns = _segment_columns(data)
     decimals = {None: None}
     for amounts in (columns[6], columns[7]):
         for text in set(amounts).difference(decimals):

@@ -34,6 +34,10 @@ def session_rows(emitted) -> TableRow:
     return emitted.table, partition_date(emitted.partition_ms), to_json(emitted.record)
 
 
+def _line(row: Tuple[str, Optional[dict]]) -> str:
+    return row[0]
+
+
 def dead_letter_rows(dead_letter) -> TableRow:
     return schemas.DEAD_LETTER, None, dead_letter.to_json()
 
@@ -50,12 +54,14 @@ class _WriteFiles(beam.DoFn):
 
     def process(self, group) -> Iterable[str]:
         (table, partition), lines = group
-        yield from self._write(table, partition, lines)
+        yield from self._write(table, partition, ((line, None) for line in lines))
 
-    def _write(self, table: str, partition: Optional[str], lines: Iterable[str]) -> List[str]:
-        """One file per format of a table partition's rows."""
-        lines = sorted(lines)
-        body = "".join(line + "\n" for line in lines).encode("utf-8")
+    def _write(self, table: str, partition: Optional[str],
+               rows: Iterable[Tuple[str, Optional[dict]]]) -> List[str]:
+        """One file per format of a table partition's rows: (JSON line, the
+        record it renders, or None to read it back from the line)."""
+        rows = sorted(rows, key=_line)
+        body = "".join(line + "\n" for line, _ in rows).encode("utf-8")
         digest = hashlib.sha256(body).hexdigest()
         folder = FileSystems.join(self._output_dir, table, *([f"dt={partition}"] if partition else []))
         paths = []
@@ -64,7 +70,8 @@ class _WriteFiles(beam.DoFn):
                 data = body
             else:
                 buffer = io.BytesIO()
-                records = (schemas.avro_record(table, from_json(line)) for line in lines)
+                records = (schemas.avro_record(table, from_json(line) if record is None else record)
+                           for line, record in rows)
                 fastavro.writer(buffer, schemas.avro_schema(table), records,
                                 codec="deflate", sync_marker=bytes.fromhex(digest[:32]))
                 data = buffer.getvalue()
@@ -81,10 +88,11 @@ class _WriteSessionBatch(_WriteFiles):
 
     def process(self, results) -> Iterable[str]:
         by_partition = defaultdict(list)
-        for table, partition, line in map(session_rows, results):
-            by_partition[table, partition].append(line)
-        for (table, partition), lines in sorted(by_partition.items()):
-            yield from self._write(table, partition, lines)
+        for emitted in results:
+            record = emitted.record
+            by_partition[emitted.table, partition_date(emitted.partition_ms)].append((to_json(record), record))
+        for (table, partition), rows in sorted(by_partition.items()):
+            yield from self._write(table, partition, rows)
 
 
 def write_atomically(path: str, data: bytes) -> None:
