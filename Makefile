@@ -46,7 +46,7 @@ stream: venv
 	$(PY) -m tools.live_demo --input=$(SAMPLE)
 
 ## Replay benchmark: 250k, 1M and 4M generated events (cached in ~/.cache), the plain replay
-## command (one worker process per core), events/s, CPU time and peak RSS of all processes.
+## command (one worker process per core), median of 3 runs: events/s, CPU time and peak RSS of all processes.
 bench: venv
 	$(PY) -m tools.bench --sizes=250000,1000000,4000000
 
