@@ -52,7 +52,7 @@ bench: venv
 
 ## Live latency against the emulator: switch -> changed, end + gap -> ended, p50/p95.
 latency: venv
-	$(PY) -m tools.live_scenario --users=12 --seconds=60
+	$(PY) -m tools.live_scenario --users=30 --seconds=120
 
 ## Live under load against the emulator: LOAD_RATE events/s for LOAD_SECONDS, checked against the replay.
 LOAD_RATE ?= 1000
