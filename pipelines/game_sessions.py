@@ -59,6 +59,18 @@ def _build_replay(options: PipelineOptions, opts: GameSessionsOptions,
     return pipeline
 
 
+class _QuietWorkerNotices(logging.Filter):
+    """Drops two warnings the DirectRunner relays from each of its worker
+    processes that say nothing about the job: the worker's option parser does
+    not know the job's own flags (the DoFns carry their settings), and a local
+    run stages no files."""
+    _NOTICES = ("Discarding unparseable args", "No semi_persistent_directory found")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(notice in message for notice in self._NOTICES)
+
+
 _WORKER_FLAGS = ("--direct_num_workers", "--direct_running_mode")
 
 
@@ -81,6 +93,7 @@ def use_every_core(options: PipelineOptions, argv: List[str]) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger("apache_beam.runners.portability.local_job_service").addFilter(_QuietWorkerNotices())
     argv = sys.argv[1:] if argv is None else list(argv)
     # Built as the subclass so that --help lists the job's own options.
     options = CommandLineOptions(argv)

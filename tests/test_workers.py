@@ -55,3 +55,16 @@ def test_tune_gc_freezes_once_and_raises_the_young_threshold(monkeypatch):
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_the_two_benign_worker_notices_are_dropped_and_nothing_else():
+    import logging
+    from pipelines.game_sessions import _QuietWorkerNotices
+
+    def record(message):
+        return logging.LogRecord("apache_beam.runners.portability.local_job_service", logging.WARNING,
+                                 __file__, 1, message, None, None)
+    quiet = _QuietWorkerNotices()
+    assert not quiet.filter(record("Worker: ... message: \"Discarding unparseable args: ['--input=x']\""))
+    assert not quiet.filter(record("Worker: ... message: \"No semi_persistent_directory found: ...\""))
+    assert quiet.filter(record("Worker: ... message: \"Error processing instruction 7\""))
