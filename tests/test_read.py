@@ -27,8 +27,8 @@ def write(path, data: bytes):
     return path
 
 
-def sharded_lines(path, shard_bytes):
-    return [line for shard in _PlanShards(shard_bytes).process(path) for line in _lines(shard)]
+def sharded_lines(path, shard_bytes, read_block=16 * 1024 * 1024):
+    return [line for shard in _PlanShards(shard_bytes, read_block).process(path) for line in _lines(shard)]
 
 
 MIXED = b'{"a":1}\n\n  \t\n{"b":2}\r\n{"c":3}\r\r\n\r\nd\re\n\x0c\nlast'
@@ -59,11 +59,23 @@ def test_empty_and_blank_files_have_no_lines(tmp_path):
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from([b"x", b"{}", b" ", b"\t", b"\r", b"\n", b"\n", b"\r\n"]), max_size=80).map(b"".join),
-       st.integers(min_value=1, max_value=40))
-def test_shards_together_read_the_whole_file(data, shard_bytes):
+       st.integers(min_value=1, max_value=40), st.integers(min_value=1, max_value=50))
+def test_shards_together_read_the_whole_file(data, shard_bytes, read_block):
+    """Whatever the shard size and wherever the scan's reads end (a shard's
+    newline in the next block, several cuts in one block)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = write(os.path.join(tmp, "day.jsonl"), data)
-        assert sharded_lines(path, shard_bytes) == reference_lines(data)
+        assert sharded_lines(path, shard_bytes, read_block) == reference_lines(data)
+
+
+def test_a_csv_file_is_cut_after_its_header_and_every_shard_keeps_it(tmp_path):
+    path = write(str(tmp_path / "day.csv"), b"user_id,event_id\n" + b"".join(b"u%d,e%d\n" % (i, i) for i in range(50)))
+    shards = list(_PlanShards(40, 16).process(path))
+    assert len(shards) > 3
+    assert {shard.header for shard in shards} == {b"user_id,event_id\n"}
+    assert shards[0].start == len(b"user_id,event_id\n") and shards[0].first_line == 2
+    assert [line for shard in shards for line in _lines(shard)] == [
+        (n + 2, b"u%d,e%d" % (n, n)) for n in range(50)]
 
 
 def test_a_csv_occurred_at_is_a_number_only_when_it_is_ascii_digits():

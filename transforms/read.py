@@ -74,13 +74,14 @@ def match_inputs(patterns: Iterable[str]) -> List[FileMetadata]:
 class _PlanShards(beam.DoFn):
     """Cuts an uncompressed JSONL/CSV file into shards of about `shard_bytes`,
     counting lines on the way (a C-speed scan) so every shard knows its first
-    line number."""
+    line number. The scan runs before any shard is parsed, so it reads each
+    block once and cuts it in place: no bytes are copied."""
 
-    def __init__(self, shard_bytes: int):
+    def __init__(self, shard_bytes: int, read_block: int = _READ_BLOCK):
         self._shard_bytes = shard_bytes
+        self._read_block = read_block
 
     def process(self, path: str) -> Iterable[Shard]:
-        shard_bytes = self._shard_bytes
         fmt = file_format(path)
         if fmt == "avro" or CompressionTypes.detect_compression_type(path) != CompressionTypes.UNCOMPRESSED:
             yield Shard(path, 0, None, 1)
@@ -89,26 +90,29 @@ class _PlanShards(beam.DoFn):
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
             if fmt == "csv":
                 header = f.readline()
-            start = offset = len(header or b"")
+            start = block_start = len(header or b"")
             first_line = line = 2 if header else 1
-            pending = b""
             while True:
-                block = f.read(_READ_BLOCK)
+                block = f.read(self._read_block)
                 if not block:
                     break
-                pending += block
-                while len(pending) >= shard_bytes:
-                    cut = pending.find(b"\n", shard_bytes - 1)
+                counted = 0  # lines of the block before this index are counted
+                while True:
+                    # A shard ends at the first newline at or after its
+                    # (shard_bytes)th byte.
+                    due = start + self._shard_bytes - 1 - block_start
+                    if due >= len(block):
+                        break
+                    cut = block.find(b"\n", max(due, counted))
                     if cut < 0:
                         break
-                    cut += 1
-                    line += pending.count(b"\n", 0, cut)
-                    offset += cut
-                    yield Shard(path, start, offset, first_line, header)
-                    start, first_line = offset, line
-                    pending = pending[cut:]
-            if pending or start == offset:
-                yield Shard(path, start, None, first_line, header)
+                    line += block.count(b"\n", counted, cut + 1)
+                    counted = cut + 1
+                    yield Shard(path, start, block_start + counted, first_line, header)
+                    start, first_line = block_start + counted, line
+                line += block.count(b"\n", counted)
+                block_start += len(block)
+            yield Shard(path, start, None, first_line, header)
 
 
 class _ParseShard(beam.DoFn):
