@@ -10,8 +10,8 @@ from pipelines.outputs import write_live_files
 from transforms.direct_pubsub import patch_direct_pubsub
 from sessions.triggers import TriggerRule
 from transforms.live import DEAD_LETTERS, FIRINGS, LiveSessions
-from transforms.pubsub import PublishDeadLetters, PublishSessionEvents, ReadEventMessages
-from transforms.triggers import PublishFirings
+from transforms.pubsub import PublishMessages, PublishSessionEvents, ReadEventMessages, dead_letter_message
+from transforms.triggers import trigger_message
 
 
 def build_live(options: PipelineOptions, opts: GameSessionsOptions,
@@ -36,8 +36,8 @@ def build_live(options: PipelineOptions, opts: GameSessionsOptions,
     if opts.ended_topic or opts.changed_topic:
         _ = sessions | "PublishSessions" >> PublishSessionEvents(opts.ended_topic, opts.changed_topic)
     if opts.trigger_topic:
-        _ = firings | "PublishFirings" >> PublishFirings(opts.trigger_topic)
+        _ = firings | "PublishFirings" >> PublishMessages(opts.trigger_topic, trigger_message)
     if opts.dead_letter_topic:
-        _ = dead_letters | "PublishDeadLetters" >> PublishDeadLetters(opts.dead_letter_topic)
+        _ = dead_letters | "PublishDeadLetters" >> PublishMessages(opts.dead_letter_topic, dead_letter_message)
     write_live_files(sessions, firings, dead_letters, opts)
     return pipeline

@@ -14,7 +14,7 @@ time keep publish time within the disorder bound of occurred_at.
 Publishing: Python's `WriteToPubSub` everywhere (on Flink it runs in the
 Python SDK workers and honours PUBSUB_EMULATOR_HOST there).
 """
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import apache_beam as beam
 from apache_beam.io.external.gcp.pubsub import ReadFromPubSub as JavaReadFromPubSub
@@ -143,12 +143,16 @@ class PublishSessionEvents(beam.PTransform):
         return beam.pvalue.PDone(results.pipeline)
 
 
-class PublishDeadLetters(beam.PTransform):
-    def __init__(self, topic: str):
+class PublishMessages(beam.PTransform):
+    """Elements -> one topic, each made a message by `to_message` (e.g.
+    dead_letter_message, transforms.triggers.trigger_message)."""
+
+    def __init__(self, topic: str, to_message: Callable[[Any], PubsubMessage]):
         super().__init__()
         self._topic = topic
+        self._to_message = to_message
 
-    def expand(self, dead_letters):
-        return (dead_letters
-                | "ToMessages" >> beam.Map(dead_letter_message)
+    def expand(self, elements):
+        return (elements
+                | "ToMessages" >> beam.Map(self._to_message)
                 | "Publish" >> WriteToPubSub(self._topic, with_attributes=True))

@@ -5,9 +5,8 @@ alike (`TriggerFiring`). Firings go to `campaign_trigger` files and to
 `--trigger_topic`."""
 from typing import Dict, Iterable, List, Sequence, Tuple
 
-import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.io.gcp.pubsub import PubsubMessage, WriteToPubSub
+from apache_beam.io.gcp.pubsub import PubsubMessage
 
 from sessions.records import to_json
 from sessions.sessionizer import SessionEvent
@@ -55,15 +54,3 @@ def trigger_message(firing: Firing) -> PubsubMessage:
     return PubsubMessage(
         data=to_json(firing.record).encode("utf-8"),
         attributes={"trigger": firing.trigger, "user_id": firing.user_id, "event_type": firing.event_type})
-
-
-class PublishFirings(beam.PTransform):
-    def __init__(self, topic: str):
-        super().__init__()
-        self._topic = topic
-
-    def expand(self, firings):
-        return (firings
-                | "ToMessages" >> beam.Map(trigger_message)
-                | "Publish" >> WriteToPubSub(self._topic, with_attributes=True))
-
