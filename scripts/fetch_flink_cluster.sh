@@ -55,28 +55,17 @@ mkdir -p "$staging/lib"
 
 echo "fetch_flink_cluster: fetching Flink $FLINK_PATCH_VERSION and Beam $BEAM_JAVA_VERSION jars into $CACHE_DIR/$name" >&2
 
-dep() { echo "<dependency><groupId>$1</groupId><artifactId>$2</artifactId><version>$3</version></dependency>"; }
-cat >"$work/pom.xml" <<EOF
-<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>game-sessions</groupId>
-  <artifactId>flink-cluster</artifactId>
-  <version>${BEAM_JAVA_VERSION}</version>
-  <dependencies>
-    $(dep org.apache.beam "beam-runners-flink-${FLINK_VERSION}" "$BEAM_JAVA_VERSION")
-    $(dep org.apache.beam beam-sdks-java-io-google-cloud-platform "$BEAM_JAVA_VERSION")
-    $(dep org.apache.beam beam-sdks-java-expansion-service "$BEAM_JAVA_VERSION")
-    $(dep org.apache.flink flink-runtime-web "$FLINK_PATCH_VERSION")
-    $(dep org.apache.flink flink-runtime "$FLINK_PATCH_VERSION")
-    $(dep org.apache.flink flink-clients "$FLINK_PATCH_VERSION")
-    $(dep org.apache.flink flink-streaming-java "$FLINK_PATCH_VERSION")
-    $(dep com.github.jbellis jamm "$JAMM_VERSION")
-    $(dep org.slf4j slf4j-jdk14 "$SLF4J_VERSION")
-  </dependencies>
-</project>
-EOF
-if ! mvn -B -q -f "$work/pom.xml" dependency:copy-dependencies -DincludeScope=runtime \
-        -DoutputDirectory="$staging/lib" >"$work/assemble.log" 2>&1; then
+source "$(dirname "${BASH_SOURCE[0]}")/launcher_jar.sh"
+if ! copy_dependencies "$work" "$staging/lib" \
+        "$(maven_dependency org.apache.beam "beam-runners-flink-${FLINK_VERSION}" "$BEAM_JAVA_VERSION")" \
+        "$(maven_dependency org.apache.beam beam-sdks-java-io-google-cloud-platform "$BEAM_JAVA_VERSION")" \
+        "$(maven_dependency org.apache.beam beam-sdks-java-expansion-service "$BEAM_JAVA_VERSION")" \
+        "$(maven_dependency org.apache.flink flink-runtime-web "$FLINK_PATCH_VERSION")" \
+        "$(maven_dependency org.apache.flink flink-runtime "$FLINK_PATCH_VERSION")" \
+        "$(maven_dependency org.apache.flink flink-clients "$FLINK_PATCH_VERSION")" \
+        "$(maven_dependency org.apache.flink flink-streaming-java "$FLINK_PATCH_VERSION")" \
+        "$(maven_dependency com.github.jbellis jamm "$JAMM_VERSION")" \
+        "$(maven_dependency org.slf4j slf4j-jdk14 "$SLF4J_VERSION")"; then
     echo "fetch_flink_cluster: Maven could not resolve the cluster's jars:" >&2
     grep -m5 -E 'Could not|Failed to|ERROR' "$work/assemble.log" >&2 || tail -5 "$work/assemble.log" >&2
     exit 1
@@ -84,16 +73,7 @@ fi
 # Only one SLF4J binding: whatever else the tree brings would be picked at random.
 find "$staging/lib" -name 'slf4j-*.jar' ! -name "slf4j-api-*" ! -name "slf4j-jdk14-*" -delete
 find "$staging/lib" -name 'log4j-slf4j*.jar' -delete
-
-# Class-Path entries are relative to the launcher jar, one per continuation line.
-{
-    echo "Main-Class: org.apache.beam.runners.flink.FlinkJobServerDriver"
-    echo "Class-Path: "
-    for lib in "$staging"/lib/*.jar; do
-        echo "  lib/$(basename "$lib")"
-    done
-} >"$work/MANIFEST.MF"
-jar --create --file "$staging/beam-flink-live.jar" --manifest "$work/MANIFEST.MF"
+write_launcher_jar "$staging/beam-flink-live.jar" "$work"
 
 rm -rf "${CACHE_DIR:?}/$name"
 mv "$staging" "$CACHE_DIR/$name"

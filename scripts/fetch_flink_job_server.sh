@@ -61,40 +61,12 @@ fetch_shaded_jar() {
         -DoutputDirectory="$staging" >"$work/shaded.log" 2>&1
 }
 
+source "$(dirname "${BASH_SOURCE[0]}")/launcher_jar.sh"
 assemble_from_library() {
-    cat >"$work/pom.xml" <<EOF
-<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>game-sessions</groupId>
-  <artifactId>flink-job-server</artifactId>
-  <version>${BEAM_JAVA_VERSION}</version>
-  <dependencies>
-    <dependency>
-      <groupId>org.apache.beam</groupId>
-      <artifactId>beam-runners-flink-${FLINK_VERSION}</artifactId>
-      <version>${BEAM_JAVA_VERSION}</version>
-    </dependency>
-    <dependency>
-      <groupId>org.slf4j</groupId>
-      <artifactId>slf4j-jdk14</artifactId>
-      <version>${SLF4J_VERSION}</version>
-    </dependency>
-  </dependencies>
-</project>
-EOF
-    mvn -B -q -f "$work/pom.xml" dependency:copy-dependencies -DincludeScope=runtime \
-        -DoutputDirectory="$staging/lib" >"$work/assemble.log" 2>&1 || return 1
-    # Class-Path entries are relative to the launcher jar. One entry per
-    # continuation line (it starts with a space; the second space separates
-    # entries) keeps every line under the manifest reader's length limit.
-    {
-        echo "Main-Class: org.apache.beam.runners.flink.FlinkJobServerDriver"
-        echo "Class-Path: "
-        for lib in "$staging"/lib/*.jar; do
-            echo "  lib/$(basename "$lib")"
-        done
-    } >"$work/MANIFEST.MF"
-    jar --create --file "$staging/$name.jar" --manifest "$work/MANIFEST.MF"
+    copy_dependencies "$work" "$staging/lib" \
+        "$(maven_dependency org.apache.beam "beam-runners-flink-${FLINK_VERSION}" "$BEAM_JAVA_VERSION")" \
+        "$(maven_dependency org.slf4j slf4j-jdk14 "$SLF4J_VERSION")" || return 1
+    write_launcher_jar "$staging/$name.jar" "$work"
 }
 
 if ! fetch_shaded_jar; then
