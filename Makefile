@@ -141,17 +141,15 @@ flink-cluster-status:
 	$(FLINK_ENV) scripts/flink_cluster.sh status
 
 ## The live job on that cluster: emulator in and out, the first 2,000 messages of the sample at 300x, what it published printed.
-flink-live: venv flink-cluster-deps
-	$(FLINK_ENV) scripts/flink_cluster.sh status >/dev/null || $(FLINK_ENV) scripts/flink_cluster.sh start
+flink-live: flink-cluster
 	$(FLINK_ENV) scripts/flink_cluster.sh exec $(CURDIR)/$(PY) -m tools.flink_live demo
 
-## Throughput on that cluster at parallelism 2: RATE events/s (comma-separated) for LOAD_SECONDS each, changed latency.
+## Throughput on that cluster at parallelism 2: RATE events/s (comma-separated) for FLINK_LOAD_SECONDS each, changed latency.
 RATE ?= 50,200
-LOAD_SECONDS ?= 40
-flink-load: venv flink-cluster-deps
-	$(FLINK_ENV) scripts/flink_cluster.sh status >/dev/null || $(FLINK_ENV) scripts/flink_cluster.sh start
+FLINK_LOAD_SECONDS ?= 40
+flink-load: flink-cluster
 	$(FLINK_ENV) scripts/flink_cluster.sh exec $(CURDIR)/$(PY) -m tools.flink_live load --rate=$(RATE) \
-	    --seconds=$(LOAD_SECONDS) --drain_seconds=150
+	    --seconds=$(FLINK_LOAD_SECONDS) --drain_seconds=150
 
 .PHONY: flink-cluster-deps flink-cluster flink-cluster-stop flink-cluster-status flink-live flink-load
 TEST_DEPS += flink-cluster-deps

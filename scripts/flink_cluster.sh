@@ -98,10 +98,16 @@ launch() {
 
 alive() { [[ -s "$PIDS/$1" ]] && kill -0 "$(cat "$PIDS/$1")" 2>/dev/null; }
 
+# Resolved once per invocation (every JVM shares it): call `classpath
+# >/dev/null` in this shell first, so that the $(classpath) subshells find it.
+CLASSPATH_CACHE=""
 classpath() {
-    local launcher
-    launcher="$("$REPO/scripts/fetch_flink_cluster.sh")"
-    echo "$(dirname "$launcher")/lib/*"
+    if [[ -z "$CLASSPATH_CACHE" ]]; then
+        local launcher
+        launcher="$("$REPO/scripts/fetch_flink_cluster.sh")"
+        CLASSPATH_CACHE="$(dirname "$launcher")/lib/*"
+    fi
+    echo "$CLASSPATH_CACHE"
 }
 
 write_conf() {
@@ -304,8 +310,8 @@ case "${1:-}" in
     start-tm)
         [[ -n "${2:-}" ]] || die "start-tm needs a TaskManager number"
         alive "taskmanager-$2" && die "TaskManager $2 is already running"
+        classpath >/dev/null
         start_tm "$2"
         echo "flink_cluster: TaskManager $2 started" ;;
-    wait-slots) wait_for_slots "${2:?}" "${3:-90}" ;;
     *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2 ;;
 esac
