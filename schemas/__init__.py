@@ -12,6 +12,8 @@ from pathlib import Path
 
 import fastavro
 
+from sessions.records import to_json  # exact decimals inside nested objects
+
 ENDED = "gs_game_session_ended"
 CHANGED = "gs_game_session_changed"
 EVENT_TYPES = (ENDED, CHANGED)
@@ -81,7 +83,6 @@ def avro_record(event_type: str, record: dict) -> dict:
     """An output record (as built, or read back from its JSON line) as Avro
     takes it: amounts as Decimals of 18 places (JSON renders 3200.0 as 3200),
     nested JSON objects as their JSON text."""
-    from sessions.records import to_json  # exact decimals inside nested objects
     decimals, objects = decimal_fields(event_type), json_fields(event_type)
     return {k: Decimal(v).quantize(_AVRO_SCALE, context=_AVRO_CONTEXT) if k in decimals
             else to_json(v) if k in objects and v is not None else v

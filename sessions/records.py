@@ -8,10 +8,10 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from datetime import datetime, timezone
-from decimal import Context, Decimal
+from decimal import Decimal
 
-_CENT = Decimal("0.01")
-_EXACT = Context(prec=80)
+from sessions.events import EXACT
+
 # gs_end_reason of a changed event: what ended the segment it describes.
 GAME_SWITCH = "game_switch"
 
@@ -134,7 +134,7 @@ def render_decimal(value: Decimal) -> str:
     if value == value.to_integral_value():
         return str(int(value))
     # Decimal's default context keeps 28 digits; 18-place amounts have up to 38.
-    return format(value.normalize(_EXACT), "f")
+    return format(value.normalize(EXACT), "f")
 
 
 def to_json(record: dict) -> str:

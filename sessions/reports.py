@@ -226,9 +226,6 @@ class PlayerProfile:
     segment: Optional[str] = None
 
 
-PLAYER_FIELDS = ("user_id", "registered_at", "segment")
-
-
 def _registered_day(value) -> Optional[str]:
     """A date, an RFC 3339 time with offset, or epoch milliseconds -> UTC date."""
     if value is None or value == "":

@@ -108,7 +108,7 @@ def load_rules(text: str, source: str = "--triggers") -> Tuple[TriggerRule, ...]
     try:
         document = yaml.load(text, Loader=_RulesLoader)
     except yaml.YAMLError as e:
-        raise TriggerFileError(f"{source}: not valid YAML or JSON: {_one_line(str(e))}") from None
+        raise TriggerFileError(f"{source}: not valid YAML or JSON: {one_line(str(e))}") from None
     if isinstance(document, dict) and set(document) == {"triggers"}:
         document = document["triggers"]
     if not isinstance(document, list) or not document:
@@ -151,11 +151,11 @@ def _rule(entry: Any, source: str, position: int) -> TriggerRule:
         try:
             action = json.loads(json.dumps(action, allow_nan=False), parse_float=Decimal)
         except (TypeError, ValueError) as e:
-            raise TriggerFileError(f"{where}: action is not JSON: {_one_line(str(e))}") from None
+            raise TriggerFileError(f"{where}: action is not JSON: {one_line(str(e))}") from None
     return TriggerRule(name, on, when, cooldown * 1000, action)
 
 
-def _one_line(message: str) -> str:
+def one_line(message: str) -> str:
     return " ".join(message.split())[:300]
 
 
@@ -271,4 +271,4 @@ def _cel_value(value):
 def _cel_error(message: str) -> str:
     # cel-cpp: "INVALID_ARGUMENT: ERROR: <input>:1:1: undeclared reference to 'x' ..." plus a caret drawing.
     first = message.strip().splitlines()[0]
-    return _one_line(re.sub(r"^(\w+: )?ERROR: <input>:", "at ", first))
+    return one_line(re.sub(r"^(\w+: )?ERROR: <input>:", "at ", first))

@@ -22,7 +22,7 @@ from tools.generate_events import generate
 from transforms.read import DEAD_LETTERS, ReadEvents, match_inputs
 from transforms.batches import Batch, BatchCoder
 from transforms.sessions import (ReplaySessions, SpilledSegment, _CloseBucket, _SegmentByBucket, bucket_of,
-                                 decode_events, decode_segment, encode_segment, user_buckets)
+                                 decode_events, encode_segment, user_buckets)
 
 T0 = 1767731000000
 GAP_MS = 300_000
@@ -62,7 +62,7 @@ def test_read_events_keeps_file_and_line_across_shards(tmp_path):
 
 
 def _rows(segment_bytes):
-    return [((row[0], row[1]), row[3]) for row in decode_segment(segment_bytes)]
+    return [(arrival, event.event_id) for arrival, event in decode_events(segment_bytes)]
 
 
 def test_a_batch_leaves_as_one_segment_per_user_bucket():
@@ -80,9 +80,10 @@ def test_a_segment_keeps_every_field_exactly():
     event = parse_event(dumps({**ev(1, 0, kind="bet_win"), "bet_bonus_amount": "0.000000001", "win_amount": "12.5",
                                "game_name": "Book of Dead", "platform": "ios", "client_version": "5.1",
                                "currency": "EUR"}).encode())
-    (row,) = decode_segment(encode_segment([(("day.jsonl", 7), event)]))
-    assert row[:2] == ("day.jsonl", 7)
-    assert row[2:] == (*event[:6], "1.000000001", "12.5", *event[8:])
+    ((arrival, decoded),) = decode_events(encode_segment([(("day.jsonl", 7), event)]))
+    assert arrival == ("day.jsonl", 7)
+    assert decoded == event
+    assert (str(decoded.stake), str(decoded.payout)) == ("1.000000001", "12.5")
 
 
 def test_a_segment_of_several_files_keeps_each_arrival():

@@ -36,7 +36,7 @@ import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Iterable, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes, FileMetadata
@@ -108,24 +108,12 @@ def encode_segment(items: Sequence[Tuple[Tuple[str, int], Event]]) -> bytes:
     return zlib.compress(marshal.dumps((file_names, file_index, lines, *columns), _MARSHAL_VERSION), 1)
 
 
-def _segment_columns(data: bytes) -> list:
-    """[files, lines, user_ids, event_ids, ...] of a segment."""
-    file_names, file_index, lines, *columns = marshal.loads(zlib.decompress(data))
-    files = (file_names[:1] * len(lines) if file_index is None
-             else list(map(file_names.__getitem__, file_index)))
-    return [files, lines, *columns]
-
-
-def decode_segment(data: bytes) -> List[tuple]:
-    """The rows of a segment: (file, line, user_id, event_id, ..., currency),
-    amounts still as decimal strings."""
-    return list(zip(*_segment_columns(data)))
-
-
 def decode_events(data: bytes) -> Iterable[Tuple[Tuple[str, int], Event]]:
     """The (arrival, Event)s of a segment, built column-wise: each distinct
     amount string becomes a Decimal once, and the Events are made in C."""
-    files, lines, *columns = _segment_columns(data)
+    file_names, file_index, lines, *columns = marshal.loads(zlib.decompress(data))
+    files = (file_names[:1] * len(lines) if file_index is None
+             else list(map(file_names.__getitem__, file_index)))
     decimals = {None: None}
     for amounts in (columns[6], columns[7]):
         for text in set(amounts).difference(decimals):

@@ -10,7 +10,7 @@ from apache_beam.io.gcp.pubsub import PubsubMessage
 
 from sessions.records import to_json
 from sessions.sessionizer import SessionEvent
-from sessions.triggers import CampaignTriggers, Firing, TriggerFileError, TriggerRule, load_rules
+from sessions.triggers import CampaignTriggers, Firing, TriggerFileError, TriggerRule, load_rules, one_line
 from transforms.counters import trigger_counters
 
 
@@ -21,7 +21,7 @@ def read_rules(path: str) -> Tuple[TriggerRule, ...]:
         with FileSystems.open(path) as f:
             text = f.read().decode("utf-8")
     except Exception as e:  # Beam raises its own error types per filesystem
-        raise TriggerFileError(f"--triggers={path}: cannot read it: {' '.join(str(e).split())[:300]}") from None
+        raise TriggerFileError(f"--triggers={path}: cannot read it: {one_line(str(e))}") from None
     return load_rules(text, f"--triggers={path}")
 
 
