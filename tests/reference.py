@@ -142,7 +142,8 @@ def canonical(records):
             return Decimal(v).normalize()
         if isinstance(v, list):
             return tuple(v)
-        if v is None:
-            return ""  # sortable beside strings; no field takes "" for a value
         return v
-    return sorted(tuple((k, norm(v)) for k, v in sorted(r.items())) for r in records)
+    # (is null, value): null stays apart from "" (a currency can be ""), and
+    # records still sort when a field is null in one and set in another.
+    return sorted(tuple((k, v is None, "" if v is None else norm(v)) for k, v in sorted(r.items()))
+                  for r in records)
