@@ -80,7 +80,8 @@ def test_the_header_states_the_period_and_its_history_and_warns_when_it_is_short
 def test_operator_segments_split_over_charts_6_and_7_in_their_order():
     page = render(reports(period=PERIOD_ROW | {"segments": 3}, tiers=("Top", "VIP", "Casual", "Unsegmented")))
     charts = dict(CHARTS.findall(page))
-    assert set(charts) >= {"value_tiers_top_vip", "value_tiers_casual_unsegmented"}
+    assert [name for name in charts if name.startswith("value_tiers")] == [
+        "value_tiers_top_vip", "value_tiers_casual_unsegmented"]
     assert "operator" in charts["value_tiers_top_vip"]
     assert "Casual: users with sessions" in charts["value_tiers_casual_unsegmented"]
 

@@ -132,12 +132,15 @@ def test_close_bucket_counts_duplicates_and_applies_the_rules():
 
 def test_close_bucket_fires_the_triggers_of_each_users_session_events():
     from sessions.triggers import load_rules
-    bets = [parse_event(dumps(ev(n, n * 1000, game="AB"[n % 2])).encode()) for n in range(1, 4)]
+    bets = [parse_event(dumps(ev(n, n * 1000, game="AB"[n % 2], user=user)).encode())
+            for user in ("u1", "u2") for n in range(1, 4)]
     fn = _CloseBucket(GAP_MS, load_rules("- {name: hop, on: gs_game_session_changed, when: 'true', cooldown_seconds: 60}"))
     fn.setup()
     (results,) = fn.process((0, [encode_segment([(("f", n), e) for n, e in enumerate(bets)])]))
     firings = [r for r in results if r.table == "campaign_trigger"]
-    assert [(f.trigger, f.fired_at) for f in firings] == [("hop", T0 + 2000)]  # the second switch is in cooldown
+    # Each player's second switch is in their cooldown; the other player's firing is not.
+    assert sorted((f.user_id, f.trigger, f.fired_at) for f in firings) == [
+        ("u1", "hop", T0 + 2000), ("u2", "hop", T0 + 2000)]
 
 
 def test_a_batch_is_sized_from_its_length_not_by_pickling_it():
