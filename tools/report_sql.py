@@ -56,12 +56,9 @@ FUNCTIONS: Tuple[Tuple[str, str], ...] = (
     ("unix_date", "CREATE MACRO unix_date(d) AS CAST(d - DATE '1970-01-01' AS BIGINT)"),
 )
 
-_DUCKDB_TYPES = {"STRING": "VARCHAR", "INTEGER": "BIGINT", "NUMERIC": "DECIMAL(38, 9)",
-                 "BIGNUMERIC": "DECIMAL(38, 18)", "TIMESTAMP": "TIMESTAMP"}
-_ARROW_TYPES = {"STRING": pa.string(), "INTEGER": pa.int64(), "NUMERIC": pa.decimal128(38, 9),
-                "BIGNUMERIC": pa.decimal128(38, 18), "TIMESTAMP": pa.timestamp("ms")}
-# Outputs written before sessions carried a currency: the column, all NULL.
-_CURRENCY = {"name": "currency", "type": "STRING", "mode": "NULLABLE"}
+_DUCKDB_TYPES = {"STRING": "VARCHAR", "INTEGER": "BIGINT", "BIGNUMERIC": "DECIMAL(38, 18)", "TIMESTAMP": "TIMESTAMP"}
+_ARROW_TYPES = {"STRING": pa.string(), "INTEGER": pa.int64(), "BIGNUMERIC": pa.decimal128(38, 18),
+                "TIMESTAMP": pa.timestamp("ms")}
 _SCALE = Decimal("1e-18")
 
 
@@ -126,8 +123,6 @@ def _midnight(day: Optional[str]) -> Optional[datetime]:
 
 def _load(connection, table: str, files: List[str]) -> None:
     fields = schemas.bigquery_schema(table)
-    if not any(f["name"] == _CURRENCY["name"] for f in fields):
-        fields = fields + [_CURRENCY]
     columns = ", ".join(
         f'{f["name"]} {_DUCKDB_TYPES[f["type"]]}{"[]" if f["mode"] == "REPEATED" else ""}' for f in fields)
     connection.execute(f"CREATE TABLE {table} ({columns})")

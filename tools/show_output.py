@@ -5,6 +5,7 @@
 import argparse
 import glob
 import os
+from collections import Counter
 
 from sessions.records import from_json
 
@@ -28,10 +29,7 @@ def main(argv=None) -> None:
             record.pop("event", None)  # a firing's session event is shown in its own table
             print("  " + ", ".join(f"{k}={v}" for k, v in list(record.items())[:9]) + ", ...")
         if table == "campaign_trigger" and records:
-            fired = {}
-            for line in records:
-                name = from_json(line)["trigger"]
-                fired[name] = fired.get(name, 0) + 1
+            fired = Counter(from_json(line)["trigger"] for line in records)
             print("  fired: " + ", ".join(f"{name} {n}" for name, n in sorted(fired.items())))
 
 
