@@ -11,7 +11,7 @@ from pipelines.game_sessions import main
 from tests.helpers import CHANGED, ENDED, jsonl_records, write_lines
 from tests.reference import canonical
 from tools.live_load import run_load
-from tools.live_scenario import TRIGGERS, percentile, run_scenario
+from tools.live_scenario import TRIGGERS, live_records, percentile, run_scenario
 
 pytestmark = pytest.mark.e2e
 GAP_S = 5
@@ -38,12 +38,6 @@ def replay_of(tmp_path, bodies, name="replay", with_firings=False):
     if with_firings:
         return jsonl_records(out, ENDED), jsonl_records(out, CHANGED), jsonl_records(out, "campaign_trigger")
     return jsonl_records(out, ENDED), jsonl_records(out, CHANGED)
-
-
-def live_records(result, topic):
-    """What the job emitted for the played stream (the start-up probe aside)."""
-    records = [json.loads(m.data, parse_float=Decimal) for m in result.received[topic]]
-    return [r for r in records if r["user_id"] != "probe"]
 
 
 @pytest.fixture(scope="module")

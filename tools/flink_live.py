@@ -17,32 +17,25 @@ import argparse
 import json
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from typing import Dict, List, Optional
 
+from tools.live_scenario import (
+    GAMES, JOB_SUBSCRIPTION, SUBSCRIPTIONS, Collector, Received, now_ms, percentile, stop_job)
+from tools import live_scenario
 from tools.pubsub_emulator import PubSubEmulator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PROJECT = "projects/game-sessions-local"
-TOPICS = {name: f"{PROJECT}/topics/{name}" for name in ("events", "ended", "changed", "dead")}
-READERS = {name: f"{PROJECT}/subscriptions/{name}-reader" for name in ("ended", "changed", "dead")}
-JOB_SUBSCRIPTION = f"{PROJECT}/subscriptions/events-job"
+# The live job on Flink publishes no campaign triggers: live_scenario's topics without them.
+TOPICS = {name: live_scenario.TOPICS[name] for name in ("events", "ended", "changed", "dead")}
+READERS = {name: SUBSCRIPTIONS[name] for name in ("ended", "changed", "dead")}
 EMULATOR_PORT = int(os.environ.get("PUBSUB_EMULATOR_HOST", "127.0.0.1:8085").rsplit(":", 1)[1])
 REST = f"http://127.0.0.1:{os.environ.get('FLINK_REST_PORT', '8081')}"
 EXPANSION = f"127.0.0.1:{os.environ.get('EXPANSION_PORT', '8097')}"
-GAMES = ["GATES_OF_OLYMPUS", "SWEET_BONANZA", "MAHJONG_WAYS", "BOOK_OF_DEAD"]
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def log(message: str) -> None:
     print(f"[flink_live {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -59,34 +52,6 @@ def rest(path: str, method: str = "GET"):
     return json.loads(body) if body else None
 
 
-class Collector(threading.Thread):
-    """Pulls one output subscription until stopped: (arrival ms, data, attributes)."""
-
-    def __init__(self, emulator: PubSubEmulator, subscription: str):
-        super().__init__(daemon=True)
-        self.subscription, self.received = subscription, []
-        self._client = emulator.subscriber()
-        self._stop_event = threading.Event()
-
-    def run(self):
-        while not self._stop_event.is_set():
-            try:
-                response = self._client.pull(request={"subscription": self.subscription, "max_messages": 500},
-                                             timeout=5)
-            except Exception:  # deadline with nothing to pull
-                continue
-            arrived = now_ms()
-            for m in response.received_messages:
-                self.received.append((arrived, m.message.data, dict(m.message.attributes)))
-            if response.received_messages:
-                self._client.acknowledge(request={"subscription": self.subscription,
-                                                  "ack_ids": [m.ack_id for m in response.received_messages]})
-
-    def stop(self):
-        self._stop_event.set()
-        self.join(timeout=15)
-
-
 class LiveJob:
     """The streaming job submitted to the cluster, with the emulator it reads."""
 
@@ -98,6 +63,7 @@ class LiveJob:
         self.process: Optional[subprocess.Popen] = None
         self.job_id: Optional[str] = None
         self.collectors: Dict[str, Collector] = {}
+        self.outputs: Dict[str, List[Received]] = {name: [] for name in READERS}
         self.probe_n = 0
 
     def __enter__(self):
@@ -113,7 +79,8 @@ class LiveJob:
         for name, subscription in READERS.items():
             subscriber.create_subscription(request={"name": subscription, "topic": TOPICS[name],
                                                     "ack_deadline_seconds": 60})
-        self.collectors = {name: Collector(self.emulator, sub) for name, sub in READERS.items()}
+        self.collectors = {name: Collector(self.emulator, sub, self.outputs[name], max_messages=500)
+                           for name, sub in READERS.items()}
         for collector in self.collectors.values():
             collector.start()
         self.publisher = publisher
@@ -154,7 +121,7 @@ class LiveJob:
                 self.probe_n += 1
                 self.publisher.publish(TOPICS["events"], f"probe-{self.probe_n}".encode(),
                                        event_ts=str(now_ms())).result(30)
-                if any(data.startswith(b"probe-") for _, data, _ in self.collectors["dead"].received):
+                if any(r.data.startswith(b"probe-") for r in self.outputs["dead"]):
                     log(f"live after {time.time() - started:.0f} s (job {self.job_id})")
                     return time.time() - started
             time.sleep(2)
@@ -173,9 +140,9 @@ class LiveJob:
         except Exception:
             return False
 
-    def received(self, name: str):
+    def received(self, name: str) -> List[Received]:
         """Output messages, the probes left out."""
-        return [r for r in self.collectors[name].received if not r[1].startswith(b"probe-")]
+        return [r for r in self.outputs[name] if not r.data.startswith(b"probe-")]
 
     def checkpoints(self) -> dict:
         try:
@@ -190,15 +157,7 @@ class LiveJob:
             except Exception as e:
                 log(f"could not cancel {self.job_id}: {e}")
         if self.process and self.process.poll() is None:
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                try:
-                    os.killpg(self.process.pid, sig)
-                    self.process.wait(timeout=20)
-                    break
-                except ProcessLookupError:
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
+            stop_job(self.process)
         for collector in self.collectors.values():
             collector.stop()
         self.emulator.stop()
@@ -280,8 +239,6 @@ def play(job: LiveJob, rng: random.Random, users: int, seconds: float, disorder_
             published["events"].append(data)
     for future in futures:
         future.result(timeout=60)
-    published["last_event_ms"] = max(json.loads(b)["occurred_at"] for b in published["events"]
-                                     if b.startswith(b'{"event_id":"'))
     return published
 
 
@@ -295,7 +252,7 @@ def wait_for_outputs(job: LiveJob, published: dict, wait_s: float) -> None:
     deadline = time.time() + wait_s
     while time.time() < deadline:
         ended = {(r["user_id"], r["gs_session_end_date"])
-                 for r in (json.loads(d) for _, d, _ in job.received("ended"))}
+                 for r in (json.loads(m.data) for m in job.received("ended"))}
         if all((user, t) in ended for user, t in last_bet.items()):
             log(f"every player's last session ended; {len(ended)} sessions")
             time.sleep(3)  # what is still in flight
@@ -317,8 +274,8 @@ def run_scenario(args) -> dict:
             "live_after_s": live_after,
             "published": [b.decode("utf-8", "replace") for b in published["events"]],
             "expected_dead": [b.decode("utf-8", "replace") for b in published["dead"]],
-            "received": {name: [{"arrived_ms": t, "data": d.decode("utf-8", "replace"), "attributes": a}
-                                for t, d, a in job.received(name)] for name in READERS},
+            "received": {name: [{"arrived_ms": m.arrived_ms, "data": m.data.decode("utf-8", "replace"),
+                                 "attributes": m.attributes} for m in job.received(name)] for name in READERS},
             "checkpoints": job.checkpoints(),
             "job_id": job.job_id,
         }
@@ -376,24 +333,23 @@ def _load_phase(job: LiveJob, rng: random.Random, phase: int, rate: int, args) -
     elapsed = (now_ms() - start) / 1000
     deadline = time.time() + args.drain_seconds
     while time.time() < deadline:
-        arrived = {(json.loads(d)["user_id"], json.loads(d)["gs_session_end_date"])
-                   for _, d, _ in job.received("changed")}
+        arrived = {(r["user_id"], r["gs_session_end_date"])
+                   for r in (json.loads(m.data) for m in job.received("changed"))}
         if all(key in arrived for key in switch_sent):
             break
         time.sleep(2)
     latencies = []
-    for arrived_ms, data, _ in job.received("changed"):
-        record = json.loads(data)
+    for message in job.received("changed"):
+        record = json.loads(message.data)
         key = (record["user_id"], record["gs_session_end_date"])
         if key in switch_sent:
-            latencies.append((arrived_ms - switch_sent[key]) / 1000)
+            latencies.append((message.arrived_ms - switch_sent[key]) / 1000)
     print(f"rate {rate}/s: published {n_events:,} events in {elapsed:.1f} s = {n_events / elapsed:.0f} events/s "
           f"({users} players, parallelism 2, publisher at most {behind:.1f} s behind schedule)", flush=True)
     if latencies:
-        ordered = sorted(latencies)
-        p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
-        print(f"  switching bet published -> changed arrives: p50 {statistics.median(ordered):.1f} s, "
-              f"p95 {p95:.1f} s, max {ordered[-1]:.1f} s; {len(ordered)} of {len(switch_sent)} switches "
+        print(f"  switching bet published -> changed arrives: p50 {statistics.median(latencies):.1f} s, "
+              f"p95 {percentile(latencies, 0.95):.1f} s, max {max(latencies):.1f} s; "
+              f"{len(latencies)} of {len(switch_sent)} switches "
               f"came back within {args.drain_seconds:.0f} s of the last event", flush=True)
     else:
         print(f"  none of {len(switch_sent)} switches came back within {args.drain_seconds:.0f} s", flush=True)
@@ -416,8 +372,8 @@ def run_demo(args) -> None:
         for name in ("changed", "ended", "dead"):
             messages = job.received(name)
             print(f"{name}: {len(messages)} messages", flush=True)
-            for _, data, _ in messages[:3]:
-                print("  " + data.decode("utf-8", "replace")[:300], flush=True)
+            for message in messages[:3]:
+                print("  " + message.data.decode("utf-8", "replace")[:300], flush=True)
 
 
 def main(argv=None) -> None:

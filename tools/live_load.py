@@ -26,11 +26,11 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Dict, List, Optional, Tuple
 
+from sessions.records import from_json
 from tools.live_scenario import (
-    SUBSCRIPTIONS, TOPICS, Collector, Received, _player_plan, _wait_until_live, create_all,
+    SUBSCRIPTIONS, TOPICS, Collector, Received, _player_plan, _wait_until_live, create_all, live_records,
     percentile, start_job, stop_job)
 from tools.pubsub_emulator import PubSubEmulator
 
@@ -173,7 +173,7 @@ def replay(work_dir: str, bodies: List[bytes], gap_s: int) -> Tuple[List[dict], 
         raise RuntimeError("the replay job failed")
 
     def records(table):
-        return [json.loads(line, parse_float=Decimal)
+        return [from_json(line)
                 for path in sorted(glob.glob(os.path.join(out, table, "**", "*.jsonl"), recursive=True))
                 for line in open(path, encoding="utf-8") if line.strip()]
     return records("gs_game_session_ended"), records("gs_game_session_changed")
@@ -212,11 +212,6 @@ def compare(live_ended, live_changed, ref_ended, ref_changed, dead: List[Receive
     reasons = Counter(m.attributes.get("reason") for m in dead)
     late = reasons.pop("late_event", 0)
     return Comparison(missing, extra, split, late, reasons)
-
-
-def live_records(result: LoadResult, topic: str) -> List[dict]:
-    records = [json.loads(m.data, parse_float=Decimal) for m in result.received[topic]]
-    return [r for r in records if r["user_id"] != "probe"]
 
 
 # --- figures -----------------------------------------------------------------

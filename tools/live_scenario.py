@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+from sessions.records import from_json
 from tools.pubsub_emulator import PubSubEmulator
 
 PROJECT = "projects/game-sessions-local"
@@ -80,16 +81,24 @@ class ScenarioResult:
         return {"changed": changed, "ended": ended, "logout": logout}
 
 
-def _now_ms() -> int:
+def live_records(result, topic: str) -> List[dict]:
+    """What the job emitted on an output topic (a ScenarioResult's or a
+    live_load run's), the start-up probe left out."""
+    records = [from_json(m.data) for m in result.received[topic]]
+    return [r for r in records if r["user_id"] != "probe"]
+
+
+def now_ms() -> int:
     return int(time.time() * 1000)
 
 
 class Collector(threading.Thread):
     """Pulls an output subscription until stopped, surviving outages."""
 
-    def __init__(self, emulator: PubSubEmulator, subscription: str, sink: List[Received]):
+    def __init__(self, emulator: PubSubEmulator, subscription: str, sink: List[Received], max_messages: int = 100):
         super().__init__(daemon=True)
         self._emulator, self._subscription, self._sink = emulator, subscription, sink
+        self._max_messages = max_messages
         self._stop_event = threading.Event()
 
     def run(self):
@@ -97,13 +106,13 @@ class Collector(threading.Thread):
         while not self._stop_event.is_set():
             try:
                 client = client or self._emulator.subscriber()
-                response = client.pull(request={"subscription": self._subscription, "max_messages": 100},
+                response = client.pull(request={"subscription": self._subscription, "max_messages": self._max_messages},
                                        timeout=5)
             except Exception:  # emulator down or restarting: try again
                 client = None
                 time.sleep(0.5)
                 continue
-            arrived = _now_ms()
+            arrived = now_ms()
             for rm in response.received_messages:
                 self._sink.append(Received(arrived, rm.message.data, dict(rm.message.attributes)))
             if response.received_messages:
@@ -232,7 +241,7 @@ def _wait_until_live(publisher, received, job, timeout: float = 180) -> None:
     while time.time() < deadline:
         if job.poll() is not None:
             raise RuntimeError("the streaming job exited during start-up")
-        now = _now_ms()
+        now = now_ms()
         for game in ("PROBE_A", "PROBE_B"):
             n += 1
             _publish(publisher, {"event_id": f"probe-{n}", "user_id": "probe", "event_type": "bet",
@@ -254,17 +263,17 @@ def _play(emulator, publisher, rng, result: ScenarioResult, users, seconds, gap_
         return
     _play_phase(publisher, rng, result, users, seconds * 0.4, gap_s, disorder_s, phase="a")
     time.sleep(gap_s + 2)  # let the sessions played so far end
-    down = _now_ms()
+    down = now_ms()
     emulator.restart(down_seconds=outage_seconds)
     create_all(emulator)
     publisher = emulator.publisher()
     _wait_until_live(publisher, received, job)
-    result.outage = (down, _now_ms())
+    result.outage = (down, now_ms())
     _play_phase(publisher, rng, result, users, seconds * 0.6, gap_s, disorder_s, phase="b")
 
 
 def _play_phase(publisher, rng, result: ScenarioResult, users, seconds, gap_s, disorder_s, phase: str):
-    start = _now_ms() + 500
+    start = now_ms() + 500
     schedule = []
     for offset, event in _player_plan(rng, users, seconds, gap_s, phase):
         event = {**event, "occurred_at": start + offset}
@@ -289,10 +298,10 @@ def _play_phase(publisher, rng, result: ScenarioResult, users, seconds, gap_s, d
             futures.append(future)
             if event["event_type"] == "bet":
                 result.bet_published_ms.setdefault(
-                    (event["user_id"], event["occurred_at"], event["game_id"]), _now_ms())
+                    (event["user_id"], event["occurred_at"], event["game_id"]), now_ms())
             elif event["event_type"] == "logout":
-                result.logout_published_ms.setdefault((event["user_id"], event["occurred_at"]), _now_ms())
-        result.published.append((_now_ms(), data))
+                result.logout_published_ms.setdefault((event["user_id"], event["occurred_at"]), now_ms())
+        result.published.append((now_ms(), data))
     for future in futures:
         future.result(timeout=60)
 
@@ -311,7 +320,7 @@ def _keep_watermark_moving(publisher, received, result, gap_s, job, timeout: flo
     while time.time() < deadline and job.poll() is None:
         n += 1
         _publish(publisher, {"event_id": f"hb-{n}", "user_id": "heartbeat", "event_type": "heartbeat",
-                             "occurred_at": _now_ms()})
+                             "occurred_at": now_ms()})
         time.sleep(0.5)
         ended = {(r["user_id"], r["gs_session_end_date"]) for r in map(lambda m: json.loads(m.data),
                                                                          received["ended"])}
@@ -323,7 +332,7 @@ def _keep_watermark_moving(publisher, received, result, gap_s, job, timeout: flo
     while time.time() < linger_until and job.poll() is None:
         n += 1
         _publish(publisher, {"event_id": f"hb-{n}", "user_id": "heartbeat", "event_type": "heartbeat",
-                             "occurred_at": _now_ms()})
+                             "occurred_at": now_ms()})
         time.sleep(0.5)
 
 
