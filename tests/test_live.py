@@ -227,5 +227,5 @@ def test_a_logout_ends_the_session_when_the_watermark_passes_it_not_after_the_ga
         first, second = (r for _, r in ended)
         assert (first["gs_end_reason"], first["gs_wins_count"], first["gs_session_end_date"]) == ("logout", 0, T0 + 1000)
         assert second["gs_end_reason"] == "inactivity" and second["gs_bets_count"] == 1
+        records_equal(events)(emitted)
     run_live(in_order_steps(events), check)
-    run_live(in_order_steps(events), records_equal(events))

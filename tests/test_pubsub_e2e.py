@@ -29,15 +29,14 @@ def assert_same(live, replayed):
     assert live == replayed, f"missing from the live output: {missing[:2]}\nnot in the replay: {extra[:2]}"
 
 
-def replay_of(tmp_path, bodies, name="replay", with_firings=False):
+def replay_of(tmp_path, bodies, name="replay"):
+    """(ended, changed, firings) of the replay job over these bodies."""
     path = str(tmp_path / f"{name}.jsonl")
     write_lines(path, bodies)
     out = str(tmp_path / name)
     assert main([f"--input={path}", f"--output_dir={out}", "--output_format=jsonl",
                  f"--session_gap_seconds={GAP_S}", f"--triggers={TRIGGERS}"]) == 0
-    if with_firings:
-        return jsonl_records(out, ENDED), jsonl_records(out, CHANGED), jsonl_records(out, "campaign_trigger")
-    return jsonl_records(out, ENDED), jsonl_records(out, CHANGED)
+    return jsonl_records(out, ENDED), jsonl_records(out, CHANGED), jsonl_records(out, "campaign_trigger")
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +45,17 @@ def live_run(tmp_path_factory):
     return work, run_scenario(str(work), users=12, seconds=40, gap_s=GAP_S)
 
 
-def test_live_output_equals_the_replay_of_the_same_messages(live_run, tmp_path):
+@pytest.fixture(scope="module")
+def live_run_replayed(live_run, tmp_path_factory):
+    """(ended, changed, firings) of a replay of the very messages the live run published."""
+    _, result = live_run
+    return replay_of(tmp_path_factory.mktemp("replay"), [body for _, body in result.published])
+
+
+def test_live_output_equals_the_replay_of_the_same_messages(live_run, live_run_replayed):
     _, result = live_run
     assert result.job_alive_at_end, result.job_log
-    ended, changed = replay_of(tmp_path, [body for _, body in result.published])
+    ended, changed, _ = live_run_replayed
     assert len(ended) >= 12 and len(changed) >= 5
     assert_same(live_records(result, "ended"), ended)
     assert_same(live_records(result, "changed"), changed)
@@ -102,7 +108,7 @@ def test_the_job_survives_a_pubsub_outage(tmp_path):
     assert result.job_alive_at_end, result.job_log
     recovered_at = result.outage[1]
     after = [body for sent_at, body in result.published if sent_at >= recovered_at]
-    ended, changed = replay_of(tmp_path, after, name="after")
+    ended, changed, _ = replay_of(tmp_path, after, name="after")
     assert ended, "sessions were played after recovery"
     live_ended = [r for r in live_records(result, "ended") if r["gs_session_start_date"] >= recovered_at]
     live_changed = [r for r in live_records(result, "changed") if r["gs_session_start_date"] >= recovered_at]
@@ -118,9 +124,9 @@ def firing_keys(firings):
         for f in firings if f["user_id"] != "probe")
 
 
-def test_live_fires_exactly_the_triggers_the_replay_fires(live_run, tmp_path):
+def test_live_fires_exactly_the_triggers_the_replay_fires(live_run, live_run_replayed):
     _, result = live_run
-    *_, firings = replay_of(tmp_path, [body for _, body in result.published], with_firings=True)
+    *_, firings = live_run_replayed
     assert len({f["trigger"] for f in firings}) >= 2, "the played stream should fire several triggers"
     live = [json.loads(m.data, parse_float=Decimal) for m in result.received["triggers"]]
     assert firing_keys(live) == firing_keys(firings)
@@ -153,7 +159,7 @@ def test_a_job_behind_a_backlog_is_late_to_answer_never_wrong(tmp_path):
     reasons = [m.attributes.get("reason") for m in result.received["dead"]]
     assert "late_event" not in reasons, f"{reasons.count('late_event')} late_event dead letters"
     assert result.finished, "every player's last session came out"
-    ended, changed = replay_of(tmp_path, result.bodies)
+    ended, changed, _ = replay_of(tmp_path, result.bodies)
     assert len(ended) >= 50 and len(changed) >= 100
     assert_same(live_records(result, "ended"), ended)
     assert_same(live_records(result, "changed"), changed)
