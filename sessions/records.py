@@ -31,20 +31,20 @@ class Metrics:
     events: int  # every event the session or segment holds, rollbacks included
 
 
-def average(total: Decimal, count: int) -> Decimal:
-    """Half-up to 2 places; 0 when there is nothing to average (SPEC §3).
+def average(total: Decimal, count: int, places: int = 2) -> Decimal:
+    """Half-up to `places` (2: SPEC §3); 0 when there is nothing to average.
     Exact for any total (amounts are >= 0): 38 digits do not fit Decimal's
     default 28-digit division, so the rounding is done on integers."""
     if count == 0:
         return Decimal(0)
     _, digits, exponent = total.as_tuple()  # total = units * 10**exponent
-    numerator, denominator = int("".join(map(str, digits))) * 100, count
+    numerator, denominator = int("".join(map(str, digits))) * 10 ** places, count
     if exponent >= 0:
         numerator *= 10 ** exponent
     else:
         denominator *= 10 ** -exponent
-    cents = (2 * numerator + denominator) // (2 * denominator)
-    return Decimal(cents).scaleb(-2)
+    units = (2 * numerator + denominator) // (2 * denominator)
+    return Decimal(units).scaleb(-places, EXACT)  # the default context would round past 28 digits
 
 
 def compact_time(epoch_ms: int) -> str:

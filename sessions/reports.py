@@ -19,14 +19,15 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from decimal import ROUND_HALF_UP, Decimal, localcontext
+from decimal import Decimal
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from sessions.records import average
 
 CENT = Decimal("0.01")
 # Money keeps the amounts' own 18 places: 2 would turn an average ETH bet into 0.00.
-MONEY_PLACES = Decimal("1e-18")
+MONEY_DIGITS = 18
+MONEY_PLACES = Decimal(1).scaleb(-MONEY_DIGITS)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 TOP_GAMES = 50
 
@@ -588,15 +589,6 @@ class Segmentation:
 
 # ---------------------------------------------------------------- one day's rows
 
-def money_average(total: Decimal, count: int) -> Decimal:
-    """Half-up to 18 places; 0 when there is nothing to average."""
-    if count == 0:
-        return Decimal(0)
-    with localcontext() as context:
-        context.prec = 60  # 20 integer digits and 18 places, exactly, before rounding
-        return (total / count).quantize(MONEY_PLACES, rounding=ROUND_HALF_UP)
-
-
 def median(values: Sequence[int]) -> Decimal:
     """Halfway between the middle two for an even count (PERCENTILE_CONT 0.5)."""
     ordered = sorted(values)
@@ -642,7 +634,8 @@ def bet_amount_rows(day: str, users: Sequence[UserDay], _tiers) -> List[dict]:
         sessions, bets, stake = totals.get(play.currency, (0, 0, Decimal(0)))
         totals[play.currency] = (sessions + play.sessions, bets + play.bets, stake + play.stake)
     return [{"day": day, "currency": currency, "sessions": sessions, "bets": bets, "stake": stake,
-             "avg_bet_amount": money_average(stake, bets), "avg_stake_per_session": money_average(stake, sessions)}
+             "avg_bet_amount": average(stake, bets, MONEY_DIGITS),
+             "avg_stake_per_session": average(stake, sessions, MONEY_DIGITS)}
             for currency, (sessions, bets, stake) in sorted(totals.items(), key=lambda t: _currency_order(t[0]))]
 
 

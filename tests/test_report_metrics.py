@@ -8,9 +8,10 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from sessions.reports import (REPORTS, REPORTS_BY_NAME, TOP_GAMES, UNSEGMENTED, CurrencyPlay, DayCensus, GamePlay,
-                              GameSession, Period, Player, PlayerProfile, Players, Segmentation, SessionFacts,
-                              UserDay, ValueTiers, all_reports, day_rows, epoch_ms, game_row, median, money_average,
+from sessions.records import average
+from sessions.reports import (MONEY_DIGITS, REPORTS, REPORTS_BY_NAME, TOP_GAMES, UNSEGMENTED, CurrencyPlay,
+                              DayCensus, GamePlay, GameSession, Period, Player, PlayerProfile, Players, Segmentation,
+                              SessionFacts, UserDay, ValueTiers, all_reports, day_rows, epoch_ms, game_row, median,
                               parse_day, period_row, read_players, segment_order, session_facts, sort_key,
                               stake_tiers, top_games, utc_day)
 from transforms.report import csv_bytes, output_value
@@ -316,7 +317,7 @@ def test_output_rounds_averages_half_up_to_cents_and_money_to_18_places():
         "day,currency,sessions,bets,stake,avg_bet_amount,avg_stake_per_session\n"
         "2026-01-06,,2,3,2.50,0.000000000000000001,1.25\n"
         "2026-01-06,ETH,2,3,0.003,0.001,0.0015\n")
-    assert money_average(Decimal("0.000000000000000001"), 2) == Decimal("0.000000000000000001")  # half up
+    assert average(Decimal("0.000000000000000001"), 2, MONEY_DIGITS) == Decimal("0.000000000000000001")  # half up
 
 
 def test_rows_sort_by_day_then_tier_order_or_currency_or_by_rank():
