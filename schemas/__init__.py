@@ -50,13 +50,19 @@ def avro_schema(event_type: str) -> dict:
     return parsed
 
 
+@lru_cache(maxsize=None)
+def avsc_fields(event_type: str) -> tuple:
+    """The fields of a table's .avsc as written (read once; do not modify)."""
+    return tuple(json.loads(avsc_path(event_type).read_text())["fields"])
+
+
 def field_names(event_type: str) -> tuple:
-    return tuple(f["name"] for f in json.loads(avsc_path(event_type).read_text())["fields"])
+    return tuple(f["name"] for f in avsc_fields(event_type))
 
 
 @lru_cache(maxsize=None)
 def decimal_fields(event_type: str) -> frozenset:
-    return frozenset(f["name"] for f in json.loads(avsc_path(event_type).read_text())["fields"]
+    return frozenset(f["name"] for f in avsc_fields(event_type)
                      if isinstance(f["type"], dict) and f["type"].get("logicalType") == "decimal")
 
 
@@ -67,7 +73,7 @@ def json_fields(event_type: str) -> frozenset:
         if isinstance(avro_type, list):
             return any(is_json(t) for t in avro_type)
         return isinstance(avro_type, dict) and avro_type.get("sqlType") == "JSON"
-    return frozenset(f["name"] for f in json.loads(avsc_path(event_type).read_text())["fields"] if is_json(f["type"]))
+    return frozenset(f["name"] for f in avsc_fields(event_type) if is_json(f["type"]))
 
 
 # Output amounts have at most 18 places (SPEC §1), but a sum keeps the

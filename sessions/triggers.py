@@ -173,7 +173,7 @@ def cel_variables(event_type: str) -> Dict[str, Any]:
     """The CEL type of each field of an event type, from its Avro schema."""
     cel = _cel()
     types = {}
-    for field in json.loads(schemas.avsc_path(event_type).read_text())["fields"]:
+    for field in schemas.avsc_fields(event_type):
         if field["name"] == NOT_FOR_RULES:
             continue
         avro = field["type"]
