@@ -168,6 +168,18 @@ def _report_lag(watermark: BacklogWatermark) -> None:
                         "results wait for it, nothing read is late", lag)
 
 
+def attribute_timestamp(value: str) -> Timestamp:
+    """A timestamp attribute as Beam's Pub/Sub readers take it: epoch ms or
+    RFC 3339; ValueError otherwise."""
+    try:
+        return Timestamp(micros=int(value) * 1000)
+    except ValueError:
+        try:
+            return Timestamp.from_rfc3339(value)
+        except ValueError as e:
+            raise ValueError(f"Bad timestamp value: {e}") from e
+
+
 def _element(message, timestamp_attribute: Optional[str]):
     """(event time, PubsubMessage) as Beam's reader makes it: the timestamp
     attribute in epoch ms or RFC 3339, else the publish time."""
@@ -177,13 +189,7 @@ def _element(message, timestamp_attribute: Optional[str]):
     value = parsed.attributes.get(timestamp_attribute) if timestamp_attribute else None
     if value is None:
         return Timestamp.from_utc_datetime(message.publish_time), parsed
-    try:
-        timestamp = Timestamp(micros=int(value) * 1000)
-    except ValueError:
-        try:
-            timestamp = Timestamp.from_rfc3339(value)
-        except ValueError as e:
-            raise ValueError(f"Bad timestamp value: {e}") from e
+    timestamp = attribute_timestamp(value)
     if timestamp.precision() > Timestamp.MICROS_PRECISION:
         timestamp = timestamp.to_precision(Timestamp.MICROS_PRECISION, allow_lossy_conversion=True)
     return timestamp, parsed

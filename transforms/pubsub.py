@@ -19,13 +19,13 @@ from typing import Any, Callable, Optional
 import apache_beam as beam
 from apache_beam.io.external.gcp.pubsub import ReadFromPubSub as JavaReadFromPubSub
 from apache_beam.io.gcp.pubsub import PubsubMessage, ReadFromPubSub, WriteToPubSub
-from apache_beam.utils.timestamp import Timestamp
 
 from sessions.events import INVALID_FIELD, MISSING_FIELD, InvalidEvent, parse_event
 from sessions.records import to_json
 from sessions.sessionizer import SessionEvent
 from transforms.counters import InputCounters
 from transforms.dead_letters import DeadLetter
+from transforms.direct_pubsub import attribute_timestamp
 from transforms.live import DEAD_LETTERS, Delivery
 
 
@@ -36,12 +36,7 @@ def timestamp_attribute_problem(attributes, name: str) -> Optional[InvalidEvent]
     if value is None:
         return InvalidEvent(MISSING_FIELD, f"message has no {name!r} attribute (--timestamp_attribute)")
     try:
-        int(value)
-        return None
-    except ValueError:
-        pass
-    try:
-        Timestamp.from_rfc3339(value)
+        attribute_timestamp(value)
         return None
     except ValueError:
         return InvalidEvent(INVALID_FIELD, f"attribute {name}={value[:40]!r} is neither epoch ms nor RFC 3339")
