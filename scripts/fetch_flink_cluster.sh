@@ -35,27 +35,13 @@ CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/game-sessions"
 name="flink-cluster-${FLINK_PATCH_VERSION}-beam-${BEAM_JAVA_VERSION}"
 target="$CACHE_DIR/$name/beam-flink-live.jar"
 
-if [[ -s "$target" ]]; then
-    echo "$target"
-    exit 0
-fi
-
-for tool in mvn java jar; do
-    command -v "$tool" >/dev/null || {
-        echo "fetch_flink_cluster: '$tool' is not installed (needs a JDK 11+ and Maven)" >&2
-        exit 1
-    }
-done
-
-mkdir -p "$CACHE_DIR"
-work="$(mktemp -d "$CACHE_DIR/.fetch-XXXXXX")"
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/launcher_jar.sh"
+begin_fetch fetch_flink_cluster "$target"
 staging="$work/$name"
 mkdir -p "$staging/lib"
 
 echo "fetch_flink_cluster: fetching Flink $FLINK_PATCH_VERSION and Beam $BEAM_JAVA_VERSION jars into $CACHE_DIR/$name" >&2
 
-source "$(dirname "${BASH_SOURCE[0]}")/launcher_jar.sh"
 if ! copy_dependencies "$work" "$staging/lib" \
         "$(maven_dependency org.apache.beam "beam-runners-flink-${FLINK_VERSION}" "$BEAM_JAVA_VERSION")" \
         "$(maven_dependency org.apache.beam beam-sdks-java-io-google-cloud-platform "$BEAM_JAVA_VERSION")" \

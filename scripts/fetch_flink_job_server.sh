@@ -33,23 +33,8 @@ CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/game-sessions/flink-job-server"
 name="beam-runners-flink-${FLINK_VERSION}-job-server-${BEAM_JAVA_VERSION}"
 target="$CACHE_DIR/$name/$name.jar"
 
-if [[ -s "$target" ]]; then
-    echo "$target"
-    exit 0
-fi
-
-for tool in mvn java jar; do
-    command -v "$tool" >/dev/null || {
-        echo "fetch_flink_job_server: '$tool' is not installed (needs a JDK 11+ and Maven)" >&2
-        exit 1
-    }
-done
-
-mkdir -p "$CACHE_DIR"
-work="$(mktemp -d "$CACHE_DIR/.fetch-XXXXXX")"
-trap 'rm -rf "$work"' EXIT
-# Built in $work and renamed into place: an interrupted fetch leaves no half
-# job server behind for the next run to trust.
+source "$(dirname "${BASH_SOURCE[0]}")/launcher_jar.sh"
+begin_fetch fetch_flink_job_server "$target"
 staging="$work/$name"
 mkdir -p "$staging"
 
@@ -61,7 +46,6 @@ fetch_shaded_jar() {
         -DoutputDirectory="$staging" >"$work/shaded.log" 2>&1
 }
 
-source "$(dirname "${BASH_SOURCE[0]}")/launcher_jar.sh"
 assemble_from_library() {
     copy_dependencies "$work" "$staging/lib" \
         "$(maven_dependency org.apache.beam "beam-runners-flink-${FLINK_VERSION}" "$BEAM_JAVA_VERSION")" \

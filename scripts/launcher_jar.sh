@@ -2,6 +2,27 @@
 # trees into a folder, and writes a launcher jar whose manifest puts that
 # folder on the classpath (`java -jar` then starts Beam's Flink job server).
 
+# begin_fetch SCRIPT TARGET: prints TARGET and exits when a previous fetch
+# cached it; else checks for Maven and a JDK and makes $work, a scratch
+# folder in $CACHE_DIR removed on exit (results are built there and moved into
+# place, so an interrupted fetch leaves nothing half-made to trust).
+begin_fetch() {
+    local script="$1" target="$2" tool
+    if [[ -s "$target" ]]; then
+        echo "$target"
+        exit 0
+    fi
+    for tool in mvn java jar; do
+        command -v "$tool" >/dev/null || {
+            echo "$script: '$tool' is not installed (needs a JDK 11+ and Maven)" >&2
+            exit 1
+        }
+    done
+    mkdir -p "$CACHE_DIR"
+    work="$(mktemp -d "$CACHE_DIR/.fetch-XXXXXX")"
+    trap 'rm -rf "$work"' EXIT
+}
+
 # maven_dependency GROUP ARTIFACT VERSION: one <dependency> element.
 maven_dependency() {
     echo "<dependency><groupId>$1</groupId><artifactId>$2</artifactId><version>$3</version></dependency>"
