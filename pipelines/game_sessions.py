@@ -7,6 +7,7 @@ gs_game_session_ended, replayed from files or live from Pub/Sub.
 `build_pipeline` returns the pipeline without running it, so the job graph can
 be built and checked offline (tests, Flex Template launcher); `main` runs it.
 """
+import contextlib
 import gc
 import logging
 import os
@@ -17,7 +18,9 @@ from typing import List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.runners.runner import PipelineRunner
 
+from pipelines.forked_workers import ForkServer, can_fork_workers
 from pipelines.live import build_live
 from pipelines.options import CommandLineOptions, GameSessionsOptions, runs_locally, validate
 from pipelines.summary import print_summary
@@ -39,19 +42,19 @@ def _checked(options: PipelineOptions) -> Tuple[GameSessionsOptions, Tuple[Trigg
     return opts, read_rules(opts.triggers) if opts.triggers else ()
 
 
-def _build(options: PipelineOptions, opts: GameSessionsOptions,
-           trigger_rules: Sequence[TriggerRule]) -> beam.Pipeline:
+def _build(options: PipelineOptions, opts: GameSessionsOptions, trigger_rules: Sequence[TriggerRule],
+           runner: Optional[PipelineRunner] = None) -> beam.Pipeline:
     if options.view_as(StandardOptions).streaming:
         return build_live(options, opts, trigger_rules)
-    return _build_replay(options, opts, trigger_rules)
+    return _build_replay(options, opts, trigger_rules, runner)
 
 
-def _build_replay(options: PipelineOptions, opts: GameSessionsOptions,
-                  trigger_rules: Sequence[TriggerRule]) -> beam.Pipeline:
+def _build_replay(options: PipelineOptions, opts: GameSessionsOptions, trigger_rules: Sequence[TriggerRule],
+                  runner: Optional[PipelineRunner]) -> beam.Pipeline:
     files = match_inputs(opts.input)
     spill_dir = (os.path.join(tempfile.gettempdir(), f"game-sessions-spill-{uuid.uuid4().hex}")
                  if runs_locally(options) else None)
-    pipeline = beam.Pipeline(options=options)
+    pipeline = beam.Pipeline(runner=runner, options=options)
     parsed = pipeline | "ReadEvents" >> ReadEvents([f.path for f in files], opts.strict_event_types)
     sessions = parsed.events | "Sessions" >> ReplaySessions(
         opts.session_gap_seconds, user_buckets(files), spill_dir, trigger_rules)
@@ -98,14 +101,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     # Built as the subclass so that --help lists the job's own options.
     options = CommandLineOptions(argv)
     use_every_core(options, argv)
-    try:
-        opts, trigger_rules = _checked(options)
-        pipeline = _build(options, opts, trigger_rules)
-    except ValueError as e:
-        print(f"game_sessions: error: {e}", file=sys.stderr)
-        return 2
-    result = pipeline.run()
-    result.wait_until_finish()
+    with contextlib.ExitStack() as workers:
+        # Forked now, while this process has imported everything and started
+        # no thread (pipelines/forked_workers.py).
+        runner = (workers.enter_context(ForkServer()).runner(options)
+                  if can_fork_workers(options) else None)
+        try:
+            opts, trigger_rules = _checked(options)
+            pipeline = _build(options, opts, trigger_rules, runner)
+        except ValueError as e:
+            print(f"game_sessions: error: {e}", file=sys.stderr)
+            return 2
+        result = pipeline.run()
+        result.wait_until_finish()
     if not options.view_as(StandardOptions).streaming:
         print_summary(result, opts.output_dir, [rule.name for rule in trigger_rules])
     # The run's objects die with the process: spare them the interpreter's
