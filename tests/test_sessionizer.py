@@ -1,4 +1,5 @@
 """SPEC §2-§3: the session rules, without Beam."""
+import json
 import random
 from decimal import Decimal
 
@@ -106,6 +107,31 @@ def test_amounts_are_exact_and_averages_round_half_up():
     ended, _, _ = run([bet(0, stake="0.01"), bet(1 * S, stake="0.02")])
     assert ended[0]["gs_avg_bet_amount"] == Decimal("0.02")  # 0.015 half-up -> 0.02
     assert '"gs_total_bet_amount":0.03' in to_json(ended[0])
+
+
+def _json_as_json_dumps_renders_it(value) -> str:
+    """to_json's contract: the standard library's JSON, but decimals as exact numbers."""
+    from sessions.records import render_decimal
+    if isinstance(value, Decimal):
+        return render_decimal(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(k)}:{_json_as_json_dumps_renders_it(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(map(_json_as_json_dumps_renders_it, value)) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.decimals(allow_nan=False, allow_infinity=False, places=18),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=8)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.text(max_size=12), _json_values, max_size=8))
+def test_records_render_as_the_standard_json_with_exact_decimals(record):
+    assert to_json(record) == _json_as_json_dumps_renders_it(record)
 
 
 def test_integral_amounts_render_as_integers():
