@@ -4,6 +4,7 @@ import filecmp
 import json
 import os
 import random
+import zlib
 from decimal import Decimal
 
 import apache_beam as beam
@@ -21,8 +22,8 @@ from tests.reference import canonical, dedupe, expected_records
 from tools.generate_events import generate
 from transforms.read import DEAD_LETTERS, ReadEvents, match_inputs
 from transforms.batches import Batch, BatchCoder
-from transforms.sessions import (ReplaySessions, SpilledSegment, _CloseBucket, _SegmentByBucket, bucket_of,
-                                 decode_events, encode_segment, user_buckets)
+from transforms.sessions import (ReplaySessions, SpilledSegment, _CloseBucket, _SegmentByBucket, _segment_bytes,
+                                 bucket_of, decode_events, encode_segment, inline_segment, user_buckets)
 
 T0 = 1767731000000
 GAP_MS = 300_000
@@ -61,8 +62,8 @@ def test_read_events_keeps_file_and_line_across_shards(tmp_path):
         assert_that(dead, equal_to([("invalid_json", path, 11, b'{"truncated')]), label="dead")
 
 
-def _rows(segment_bytes):
-    return [(arrival, event.event_id) for arrival, event in decode_events(segment_bytes)]
+def _rows(segment):
+    return [(arrival, event.event_id) for arrival, event in decode_events(_segment_bytes(segment))]
 
 
 def test_a_batch_leaves_as_one_segment_per_user_bucket():
@@ -104,7 +105,9 @@ def test_spilled_segments_are_addresses_in_one_file_per_batch(tmp_path):
         assert isinstance(segment, SpilledSegment)
         with open(segment.path, "rb") as f:
             f.seek(segment.offset)
-            assert f.read(segment.length) == inline[bucket]
+            # Uncompressed in the file, compressed inline: the same columns.
+            assert f.read(segment.length) == zlib.decompress(inline[bucket]) == _segment_bytes(segment)
+        assert _rows(segment) == _rows(inline[bucket])
 
 
 def test_copies_are_one_event_even_with_different_times_in_different_batches():
@@ -123,8 +126,8 @@ def test_close_bucket_counts_duplicates_and_applies_the_rules():
     other = parse_event(dumps(ev(3, 0, user="u2")).encode())
     fn = _CloseBucket(GAP_MS)
     fn.setup()
-    (results,) = fn.process((0, [encode_segment([(("f", 2), bet), (("f", 3), switch), (("f", 4), other)]),
-                                 encode_segment([(("f", 1), bet)])]))
+    (results,) = fn.process((0, [inline_segment([(("f", 2), bet), (("f", 3), switch), (("f", 4), other)]),
+                                 inline_segment([(("f", 1), bet)])]))
     assert isinstance(results, Batch)
     assert sorted((r.user_id, type(r).__name__, d) for r, d, _ in results) == [
         ("u1", "GameSwitch", 0), ("u1", "SessionEnd", 300), ("u2", "SessionEnd", 300)]
@@ -136,7 +139,7 @@ def test_close_bucket_fires_the_triggers_of_each_users_session_events():
             for user in ("u1", "u2") for n in range(1, 4)]
     fn = _CloseBucket(GAP_MS, load_rules("- {name: hop, on: gs_game_session_changed, when: 'true', cooldown_seconds: 60}"))
     fn.setup()
-    (results,) = fn.process((0, [encode_segment([(("f", n), e) for n, e in enumerate(bets)])]))
+    (results,) = fn.process((0, [inline_segment([(("f", n), e) for n, e in enumerate(bets)])]))
     firings = [r for r in results if r.table == "campaign_trigger"]
     # Each player's second switch is in their cooldown; the other player's firing is not.
     assert sorted((f.user_id, f.trigger, f.fired_at) for f in firings) == [
