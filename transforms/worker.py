@@ -9,7 +9,8 @@ Beam's own modules: py-spy and gc.callbacks measured ~8 s of collection in a
 ~37 s one-process replay of 1M events (8 us per event).
 
 `tune_gc` (called from the replay DoFns' setup, so inside every worker
-process) freezes what exists once the worker is set up (modules, Beam's
+process, and by the fork server of pipelines/forked_workers.py before it forks
+workers, which then inherit the result) freezes what exists once the worker is set up (modules, Beam's
 runtime: long-lived, never garbage) out of every future collection, and
 collects young objects every 100k net allocations instead of 700. This is
 safe: collection still runs, only less often (cyclic garbage waits at most
