@@ -35,6 +35,7 @@ import socket
 import sys
 import tempfile
 import threading
+import traceback
 from typing import Optional
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
@@ -167,6 +168,9 @@ def _serve(listener: socket.socket, stop: int) -> None:
         # Beam has stopped its workers (their launchers are gone) before the
         # job stops this server.
         _reap(block=True)
+    except Exception:  # pylint: disable=broad-except
+        # Said here: the job only sees its workers' launchers fail to connect.
+        traceback.print_exc()
     finally:
         os._exit(0)
 
@@ -201,7 +205,6 @@ def _run_worker(connection: socket.socket, sdk_worker_main) -> None:
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
     except BaseException:  # pylint: disable=broad-except
-        import traceback
         traceback.print_exc()
     finally:
         try:
