@@ -45,7 +45,8 @@ final class BacklogPubsubReader extends UnboundedSource.UnboundedReader<byte[]> 
   private final ArrayDeque<IncomingMessage> pulled = new ArrayDeque<>();
   private @Nullable IncomingMessage current;
   private long currentTimestampMs;
-  private long lastIdlePullAtMs = Long.MIN_VALUE;
+  /** After an empty or failed pull, the next waits until then. */
+  private long nextPullAtMs;
 
   BacklogPubsubReader(BacklogPubsubSource source, PubsubOptions options, @Nullable AckMark restored)
       throws IOException {
@@ -88,7 +89,7 @@ final class BacklogPubsubReader extends UnboundedSource.UnboundedReader<byte[]> 
 
   private void pull() {
     long startedAtMs = now();
-    if (startedAtMs - lastIdlePullAtMs < EMPTY_PULL_PAUSE_MS) {
+    if (startedAtMs < nextPullAtMs) {
       return;
     }
     List<IncomingMessage> messages;
@@ -98,7 +99,7 @@ final class BacklogPubsubReader extends UnboundedSource.UnboundedReader<byte[]> 
       // Holds the watermark (nothing was learnt) and tries again after the pause: Pub/Sub keeps
       // the unacknowledged messages meanwhile.
       LOG.warn("Pulling {} failed, trying again: {}", subscription.getPath(), e.toString());
-      lastIdlePullAtMs = startedAtMs;
+      nextPullAtMs = startedAtMs + EMPTY_PULL_PAUSE_MS;
       return;
     }
     long oldestEventMs = Long.MAX_VALUE;
@@ -112,7 +113,7 @@ final class BacklogPubsubReader extends UnboundedSource.UnboundedReader<byte[]> 
     watermark.pulled(startedAtMs, messages.size(), oldestEventMs);
     pulled.addAll(messages);
     if (messages.isEmpty()) {
-      lastIdlePullAtMs = startedAtMs;
+      nextPullAtMs = startedAtMs + EMPTY_PULL_PAUSE_MS;
     }
   }
 
