@@ -104,6 +104,12 @@ class FlinkStreamingOptions(PipelineOptions):
             help="Flink: take a checkpoint every this many milliseconds (state, Pub/Sub acks); "
                  "a failed job restarts from the last one. Default: none (no checkpoints).")
         group.add_argument(
+            # Java's FlinkPipelineOptions spells it maxBundleTimeMills.
+            "--max_bundle_time_millis", dest="max_bundle_time_mills", type=int, default=None,
+            help="Flink: a bundle of the Python steps closes after at most this many milliseconds; a "
+                 "result waits for the bundle of every step it passes to close, so latency grows by "
+                 "up to this much per step. Default: Beam's (1000).")
+        group.add_argument(
             "--operator_chaining", type=_true_or_false, default=None,
             help="Flink: true/false; false runs every transform as its own Flink task (clearer in "
                  "Flink's web UI, slower). Default: Flink's (true).")

@@ -36,6 +36,12 @@ READERS = {name: SUBSCRIPTIONS[name] for name in ("ended", "changed", "dead")}
 EMULATOR_PORT = int(os.environ.get("PUBSUB_EMULATOR_HOST", "127.0.0.1:8085").rsplit(":", 1)[1])
 REST = f"http://127.0.0.1:{os.environ.get('FLINK_REST_PORT', '8081')}"
 EXPANSION = f"127.0.0.1:{os.environ.get('EXPANSION_PORT', '8097')}"
+# A bundle of a Python step closes after this long (Beam's default: 1,000 ms).
+# A result passes two such steps and waits for each bundle to close, so at the
+# default it could spend two seconds there alone.
+BUNDLE_MS = 100
+
+
 def log(message: str) -> None:
     print(f"[flink_live {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -94,6 +100,7 @@ class LiveJob:
                 "--environment_type=PROCESS",
                 "--environment_config=" + json.dumps({"command": _script("fetch_beam_boot.sh")}),
                 f"--parallelism={self.parallelism}", "--checkpointing_interval=5000",
+                f"--max_bundle_time_millis={BUNDLE_MS}",
                 "--number_of_execution_retries=1000", "--execution_retry_delay=2000",
                 f"--expansion_service={EXPANSION}", f"--job_name={self.name}",
                 f"--input_subscription={JOB_SUBSCRIPTION}", "--timestamp_attribute=event_ts",
