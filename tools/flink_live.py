@@ -79,7 +79,8 @@ class LiveJob:
         for topic in TOPICS.values():
             publisher.create_topic(request={"name": topic})
         # 10 s, Pub/Sub's minimum: what a killed reader had pulled but not acked
-        # (no checkpoint covered it) comes back 10 s later.
+        # (no checkpoint covered it) comes back 10 s later, and a (re)started
+        # reader holds its watermark that long for it.
         subscriber.create_subscription(request={"name": JOB_SUBSCRIPTION, "topic": TOPICS["events"],
                                                 "ack_deadline_seconds": 10})
         for name, subscription in READERS.items():
@@ -374,8 +375,8 @@ def run_demo(args) -> None:
         job.wait_until_live()
         log(f"publishing {len(items):,} messages of the sample at {args.speed:g}x (gap {live_gap} s)")
         publish(items, TOPICS["events"], speed=args.speed, publisher=job.publisher, max_pause_seconds=live_gap + 1)
-        log("published; waiting for the last sessions (the Java Pub/Sub watermark trails by about a minute)")
-        time.sleep(75 + live_gap)
+        log("published; waiting for the last sessions to end")
+        time.sleep(15 + live_gap)
         for name in ("changed", "ended", "dead"):
             messages = job.received(name)
             print(f"{name}: {len(messages)} messages", flush=True)
@@ -392,7 +393,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=float, default=40)
     parser.add_argument("--gap_seconds", type=int, default=5)
     parser.add_argument("--disorder_seconds", type=int, default=1,
-                        help="--max_disorder_seconds of the job; a TaskManager kill needs it above the recovery time")
+                        help="--max_disorder_seconds of the job; the play shuffles events within 0.8 of it")
     parser.add_argument("--kill_tm_at", type=float, default=0,
                         help="scenario: seconds into the play to write WORK_DIR/kill.request (the caller kills)")
     parser.add_argument("--drain_seconds", type=float, default=30)
