@@ -110,6 +110,10 @@ class FlinkStreamingOptions(PipelineOptions):
                  "result waits for the bundle of every step it passes to close, so latency grows by "
                  "up to this much per step. Default: Beam's (1000).")
         group.add_argument(
+            "--auto_watermark_interval", type=int, default=None,
+            help="Flink: every this many milliseconds the Pub/Sub read's watermark is passed on; "
+                 "results wait for it. Default: Flink's (200).")
+        group.add_argument(
             "--operator_chaining", type=_true_or_false, default=None,
             help="Flink: true/false; false runs every transform as its own Flink task (clearer in "
                  "Flink's web UI, slower). Default: Flink's (true).")

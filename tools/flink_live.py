@@ -39,6 +39,8 @@ EXPANSION = f"127.0.0.1:{os.environ.get('EXPANSION_PORT', '8097')}"
 # A result passes two such steps and waits for each bundle to close, so at the
 # default it could spend two seconds there alone.
 BUNDLE_MS = 100
+# How often the read's watermark is passed on (Flink's default: 200 ms).
+WATERMARK_INTERVAL_MS = 50
 
 
 def log(message: str) -> None:
@@ -100,7 +102,7 @@ class LiveJob:
                 "--environment_type=PROCESS",
                 "--environment_config=" + json.dumps({"command": _script("fetch_beam_boot.sh")}),
                 f"--parallelism={self.parallelism}", "--checkpointing_interval=5000",
-                f"--max_bundle_time_millis={BUNDLE_MS}",
+                f"--max_bundle_time_millis={BUNDLE_MS}", f"--auto_watermark_interval={WATERMARK_INTERVAL_MS}",
                 "--number_of_execution_retries=1000", "--execution_retry_delay=2000",
                 f"--expansion_service={EXPANSION}", f"--job_name={self.name}",
                 f"--input_subscription={JOB_SUBSCRIPTION}", "--timestamp_attribute=event_ts",
