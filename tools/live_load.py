@@ -150,10 +150,13 @@ def _wait_for_last_sessions(messages: List[Message], received, job, deadline: fl
             last_bet[m.event["user_id"]] = max(last_bet.get(m.event["user_id"], 0), m.event["occurred_at"])
     seen, counted = set(), 0
     while time.time() < deadline and job.poll() is None:
-        for message in received["ended"][counted:]:
+        # A copy: the collector appends meanwhile, and what it appends after
+        # the copy is read in the next round.
+        arrived = received["ended"][counted:]
+        for message in arrived:
             record = json.loads(message.data)
             seen.add((record["user_id"], record["gs_session_end_date"]))
-        counted = len(received["ended"])
+        counted += len(arrived)
         if all(item in seen for item in last_bet.items()):
             return True
         time.sleep(1)
