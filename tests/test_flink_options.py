@@ -69,6 +69,19 @@ def test_every_configuration_field_has_its_setter_in_java():
 
 
 
+@pytest.mark.parametrize("attributes,reason", [
+    ({"event_ts": "1767225600000"}, None),
+    ({"event_ts": "2026-01-01T00:00:00Z"}, None),
+    ({}, "missing_field"),
+    (None, "missing_field"),
+    ({"event_ts": "yesterday"}, "invalid_field"),
+    ({"event_ts": ""}, "invalid_field"),
+])
+def test_timestamp_attribute_problems(attributes, reason):
+    problem = timestamp_attribute_problem(attributes, "event_ts")
+    assert (problem.reason if problem else None) == reason
+
+
 def test_a_message_without_the_attribute_is_a_dead_letter_with_its_bytes():
     parse = _ParseMessage(False, check_timestamp_attribute="event_ts")
     parse.setup()
