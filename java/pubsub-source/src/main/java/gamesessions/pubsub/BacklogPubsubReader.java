@@ -36,6 +36,8 @@ final class BacklogPubsubReader extends UnboundedSource.UnboundedReader<byte[]> 
   private static final long EMPTY_PULL_PAUSE_MS = 50;
   /** Past the ack deadline, so that what a dead reader had leased is handed out again first. */
   private static final long HOLD_MARGIN_MS = 1000;
+  /** Leases are extended with half the ack deadline (at least 5 s) left: a look a second will do. */
+  private static final long LEASE_CHECK_INTERVAL_MS = 1000;
 
   private final BacklogPubsubSource source;
   private final SubscriptionPath subscription;
@@ -47,6 +49,7 @@ final class BacklogPubsubReader extends UnboundedSource.UnboundedReader<byte[]> 
   private long currentTimestampMs;
   /** After an empty or failed pull, the next waits until then. */
   private long nextPullAtMs;
+  private long nextLeaseCheckAtMs;
 
   BacklogPubsubReader(BacklogPubsubSource source, PubsubOptions options, @Nullable AckMark restored)
       throws IOException {
@@ -70,7 +73,11 @@ final class BacklogPubsubReader extends UnboundedSource.UnboundedReader<byte[]> 
 
   @Override
   public boolean advance() throws IOException {
-    leases.extend(now());
+    long nowMs = now();
+    if (nowMs >= nextLeaseCheckAtMs) {
+      leases.extend(nowMs);
+      nextLeaseCheckAtMs = nowMs + LEASE_CHECK_INTERVAL_MS;
+    }
     if (pulled.isEmpty()) {
       pull();
     }
