@@ -144,8 +144,9 @@ flink-cluster-status:
 flink-live: flink-cluster
 	$(FLINK_ENV) scripts/flink_cluster.sh exec $(CURDIR)/$(PY) -m tools.flink_live demo
 
-## Throughput on that cluster at parallelism 2: RATE events/s (comma-separated) for FLINK_LOAD_SECONDS each, changed latency.
-RATE ?= 50,200
+## Throughput on that cluster at parallelism 2: `make load`'s stream at RATE events/s (comma-separated, one after the
+## other) for FLINK_LOAD_SECONDS each, checked against the replay; changed and ended latency. Fails unless exact.
+RATE ?= 20,50,100,200,400
 FLINK_LOAD_SECONDS ?= 40
 flink-load: flink-cluster
 	$(FLINK_ENV) scripts/flink_cluster.sh exec $(CURDIR)/$(PY) -m tools.flink_live load --rate=$(RATE) \

@@ -21,7 +21,7 @@ def build_live(options: PipelineOptions, opts: GameSessionsOptions,
     java_read = reads_pubsub_through_java(options)
     flink = options.view_as(FlinkStreamingOptions)
     if java_read and not flink.pubsub_root_url and os.environ.get("PUBSUB_EMULATOR_HOST"):
-        # Java's PubsubIO ignores PUBSUB_EMULATOR_HOST; this option reaches it as pubsubRootUrl.
+        # Java's Pub/Sub client ignores PUBSUB_EMULATOR_HOST; this option reaches it as pubsubRootUrl.
         flink.pubsub_root_url = f"http://{os.environ['PUBSUB_EMULATOR_HOST']}"
     pipeline = beam.Pipeline(options=options)
     read = pipeline | "ReadEvents" >> ReadEventMessages(

@@ -40,7 +40,7 @@ class GameSessionsOptions(PipelineOptions):
         group.add_argument(
             "--id_label", default=None,
             help="Streaming on Dataflow: message attribute with a unique id that Pub/Sub deduplicates on "
-                 "(the job also drops repeated event_ids itself). Not supported by the DirectRunner.")
+                 "(the job also drops repeated event_ids itself). Not supported by the DirectRunner or Flink.")
         group.add_argument(
             "--ended_topic", default=None,
             help="Streaming: topic for gs_game_session_ended, projects/P/topics/T.")
@@ -89,19 +89,30 @@ class FlinkStreamingOptions(PipelineOptions):
         group.add_argument(
             "--expansion_service", default=None,
             help="Streaming on Flink (or another portable runner): host:port of Beam's Java expansion "
-                 "service; Pub/Sub is read there with Java's PubsubIO, since Python's Pub/Sub read runs "
-                 "only on the DirectRunner and Dataflow. `make flink-cluster` starts one on 127.0.0.1:8097.")
+                 "service with the project's Java Pub/Sub read (java/pubsub-source) on its classpath, "
+                 "since Python's Pub/Sub read runs only on the DirectRunner and Dataflow. "
+                 "`make flink-cluster` starts one on 127.0.0.1:8097.")
         group.add_argument(
             # Beam already has --pubsub_root_url (for Dataflow's tests, dest pubsubRootUrl, which
-            # reaches Java under another name); this dest reaches Java PubsubIO as pubsubRootUrl.
+            # reaches Java under another name); this dest reaches Java's PubsubOptions as pubsubRootUrl.
             "--java_pubsub_root_url", dest="pubsub_root_url", default=None,
-            help="Streaming on Flink: the Pub/Sub API root URL for Java's PubsubIO, e.g. "
+            help="Streaming on Flink: the Pub/Sub API root URL for the Java Pub/Sub read, e.g. "
                  "http://127.0.0.1:8085 for the emulator (Java ignores PUBSUB_EMULATOR_HOST). "
                  "Default: http://$PUBSUB_EMULATOR_HOST when that is set, else Google's.")
         group.add_argument(
             "--checkpointing_interval", type=int, default=None,
             help="Flink: take a checkpoint every this many milliseconds (state, Pub/Sub acks); "
                  "a failed job restarts from the last one. Default: none (no checkpoints).")
+        group.add_argument(
+            # Java's FlinkPipelineOptions spells it maxBundleTimeMills.
+            "--max_bundle_time_millis", dest="max_bundle_time_mills", type=int, default=None,
+            help="Flink: a bundle of the Python steps closes after at most this many milliseconds; a "
+                 "result waits for the bundle of every step it passes to close, so latency grows by "
+                 "up to this much per step. Default: Beam's (1000).")
+        group.add_argument(
+            "--auto_watermark_interval", type=int, default=None,
+            help="Flink: every this many milliseconds the Pub/Sub read's watermark is passed on; "
+                 "results wait for it. Default: Flink's (200).")
         group.add_argument(
             "--operator_chaining", type=_true_or_false, default=None,
             help="Flink: true/false; false runs every transform as its own Flink task (clearer in "
@@ -134,8 +145,8 @@ def validate(options: PipelineOptions) -> GameSessionsOptions:
             raise ValueError("--streaming needs --input_subscription=projects/P/subscriptions/S")
         if opts.input:
             raise ValueError("--input is for replay; a streaming job reads --input_subscription")
-        if opts.id_label and runs_locally(options):
-            raise ValueError("--id_label is honoured by Dataflow only; the DirectRunner cannot read with it")
+        if opts.id_label and (runs_locally(options) or reads_pubsub_through_java(options)):
+            raise ValueError("--id_label is honoured by Dataflow only; the DirectRunner and Flink cannot read with it")
         if reads_pubsub_through_java(options) and not options.view_as(FlinkStreamingOptions).expansion_service:
             raise ValueError("streaming on a portable runner (Flink) needs --expansion_service=HOST:PORT "
                              "(Java's Pub/Sub read; `make flink-cluster` starts one on 127.0.0.1:8097)")
@@ -162,8 +173,8 @@ def runs_locally(options: PipelineOptions) -> bool:
 
 def reads_pubsub_through_java(options: PipelineOptions) -> bool:
     """Flink and other portable runners: Python's ReadFromPubSub does not run
-    there (only on the DirectRunner and Dataflow), so Pub/Sub is read with
-    Beam's cross-language Java PubsubIO."""
+    there (only on the DirectRunner and Dataflow), so Pub/Sub is read in Java,
+    across languages (transforms.pubsub.ReadWithBacklogWatermark)."""
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
     if not isinstance(runner, str):
         runner = type(runner).__name__

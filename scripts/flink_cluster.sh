@@ -2,7 +2,8 @@
 # A local multi-process Flink 1.19 session cluster for the live job: one
 # JobManager, two TaskManagers and Beam's Java expansion service (for the
 # cross-language Pub/Sub read), each its own java process, all from the jars
-# scripts/fetch_flink_cluster.sh caches (Maven Central; no Flink distribution).
+# scripts/fetch_flink_cluster.sh caches (Maven Central; no Flink distribution)
+# and the project's Pub/Sub read it builds (java/pubsub-source).
 #
 #   scripts/flink_cluster.sh start            # JM + 2 TMs + expansion service; waits until 2 slots are up
 #   scripts/flink_cluster.sh status           # processes, TaskManagers, jobs
@@ -100,12 +101,12 @@ alive() { [[ -s "$PIDS/$1" ]] && kill -0 "$(cat "$PIDS/$1")" 2>/dev/null; }
 
 # Resolved once per invocation (every JVM shares it): call `classpath
 # >/dev/null` in this shell first, so that the $(classpath) subshells find it.
+# The launcher jar the job server runs: its manifest names every jar (the
+# fetched lib/ and the project's Pub/Sub read), and Java follows it on -cp too.
 CLASSPATH_CACHE=""
 classpath() {
     if [[ -z "$CLASSPATH_CACHE" ]]; then
-        local launcher
-        launcher="$("$REPO/scripts/fetch_flink_cluster.sh")"
-        CLASSPATH_CACHE="$(dirname "$launcher")/lib/*"
+        CLASSPATH_CACHE="$("$REPO/scripts/fetch_flink_cluster.sh")"
     fi
     echo "$CLASSPATH_CACHE"
 }
@@ -192,9 +193,11 @@ start_tm() {
 
 start_expansion_service() {
     # EMBEDDED: the expanded Java transforms run inside the TaskManagers' JVMs.
-    # use_deprecated_read: Pub/Sub as Beam's UnboundedSource, checkpointed by
-    # Flink's source wrapper; the splittable-DoFn read makes checkpoint state
-    # grow without bound on Flink (apache/beam#27648).
+    # use_deprecated_read: the project's Pub/Sub read (registered with the
+    # service through its jar's META-INF/services) as Beam's UnboundedSource,
+    # checkpointed by Flink's source wrapper; the splittable-DoFn wrapper
+    # around a source makes checkpoint state grow without bound on Flink
+    # (apache/beam#27648).
     launch expansion-service java "${JAVA_OPENS[@]}" -cp "$(classpath)" \
         org.apache.beam.sdk.expansion.service.ExpansionService "$EXPANSION_PORT" \
         --defaultEnvironmentType=EMBEDDED --experiments=use_deprecated_read

@@ -49,10 +49,12 @@ POM
         -DoutputDirectory="$lib_dir" >"$work/assemble.log" 2>&1
 }
 
-# write_launcher_jar JAR WORK: a jar that starts FlinkJobServerDriver with
-# the jars of lib/ beside it on its classpath.
+# write_launcher_jar JAR WORK [ENTRY...]: a jar that starts FlinkJobServerDriver
+# with the jars of lib/ beside it, and the ENTRYs (paths relative to JAR's
+# folder), on its classpath.
 write_launcher_jar() {
     local jar="$1" work="$2"
+    shift 2
     # Class-Path entries are relative to the launcher jar. One entry per
     # continuation line (it starts with a space; the second space separates
     # entries) keeps every line under the manifest reader's length limit.
@@ -61,6 +63,9 @@ write_launcher_jar() {
         echo "Class-Path: "
         for lib in "$(dirname "$jar")"/lib/*.jar; do
             echo "  lib/$(basename "$lib")"
+        done
+        for entry in "$@"; do
+            echo "  $entry"
         done
     } >"$work/MANIFEST.MF"
     jar --create --file "$jar" --manifest "$work/MANIFEST.MF"

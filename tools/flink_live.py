@@ -11,13 +11,12 @@ the emulator.
 
     python -m tools.flink_live demo  [--speed=300]           # the sample day, session events printed
     python -m tools.flink_live scenario --work_dir=DIR [...]  # tests: result in DIR/result.json
-    python -m tools.flink_live load --rate=200 --seconds=60   # events/s and changed latency
+    python -m tools.flink_live load --rate=200 --seconds=60   # events/s, exactness, changed and ended latency
 """
 import argparse
 import json
 import os
 import random
-import statistics
 import subprocess
 import sys
 import time
@@ -25,8 +24,8 @@ import urllib.request
 from typing import Dict, List, Optional
 
 from tools.live_scenario import (
-    GAMES, JOB_SUBSCRIPTION, SUBSCRIPTIONS, Collector, Received, now_ms, percentile, stop_job)
-from tools import live_scenario
+    GAMES, JOB_SUBSCRIPTION, SUBSCRIPTIONS, Collector, Received, live_records, now_ms, stop_job)
+from tools import live_load, live_scenario
 from tools.pubsub_emulator import PubSubEmulator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,6 +35,14 @@ READERS = {name: SUBSCRIPTIONS[name] for name in ("ended", "changed", "dead")}
 EMULATOR_PORT = int(os.environ.get("PUBSUB_EMULATOR_HOST", "127.0.0.1:8085").rsplit(":", 1)[1])
 REST = f"http://127.0.0.1:{os.environ.get('FLINK_REST_PORT', '8081')}"
 EXPANSION = f"127.0.0.1:{os.environ.get('EXPANSION_PORT', '8097')}"
+# A bundle of a Python step closes after this long (Beam's default: 1,000 ms).
+# A result passes two such steps and waits for each bundle to close, so at the
+# default it could spend two seconds there alone.
+BUNDLE_MS = 100
+# How often the read's watermark is passed on (Flink's default: 200 ms).
+WATERMARK_INTERVAL_MS = 50
+
+
 def log(message: str) -> None:
     print(f"[flink_live {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -73,7 +80,8 @@ class LiveJob:
         for topic in TOPICS.values():
             publisher.create_topic(request={"name": topic})
         # 10 s, Pub/Sub's minimum: what a killed reader had pulled but not acked
-        # (no checkpoint covered it) comes back 10 s later.
+        # (no checkpoint covered it) comes back 10 s later, and a (re)started
+        # reader holds its watermark that long for it.
         subscriber.create_subscription(request={"name": JOB_SUBSCRIPTION, "topic": TOPICS["events"],
                                                 "ack_deadline_seconds": 10})
         for name, subscription in READERS.items():
@@ -94,6 +102,7 @@ class LiveJob:
                 "--environment_type=PROCESS",
                 "--environment_config=" + json.dumps({"command": _script("fetch_beam_boot.sh")}),
                 f"--parallelism={self.parallelism}", "--checkpointing_interval=5000",
+                f"--max_bundle_time_millis={BUNDLE_MS}", f"--auto_watermark_interval={WATERMARK_INTERVAL_MS}",
                 "--number_of_execution_retries=1000", "--execution_retry_delay=2000",
                 f"--expansion_service={EXPANSION}", f"--job_name={self.name}",
                 f"--input_subscription={JOB_SUBSCRIPTION}", "--timestamp_attribute=event_ts",
@@ -286,73 +295,50 @@ def run_scenario(args) -> dict:
 
 
 def run_load(args) -> None:
-    """For each rate in --rate (comma-separated), publishes that many events/s
-    of many players for --seconds, then reports the rate sustained and the
-    switching bet published -> changed arrives latency."""
+    """For each rate in --rate (comma-separated), one after the other on one
+    job: the stream `make load` plays on the DirectRunner (tools.live_load:
+    players spinning, winning, hopping games and taking breaks, shuffled within
+    0.8 of the 1 s disorder bound) at that rate for --seconds, then the same
+    report: rates, exactness against a replay of the same messages, changed and
+    ended latency. Exits 1 unless every rate was exact."""
     os.makedirs(args.work_dir, exist_ok=True)
-    rng = random.Random(7)
+    exact = True
     with LiveJob(args.work_dir, args.gap_seconds, 1) as job:
         job.wait_until_live()
         for phase, rate in enumerate(int(r) for r in str(args.rate).split(",")):
-            _load_phase(job, rng, phase, rate, args)
+            exact = _load_phase(job, phase, rate, args) and exact
+    if not exact:
+        sys.exit(1)
 
 
-def _load_phase(job: LiveJob, rng: random.Random, phase: int, rate: int, args) -> None:
-    users = max(1, rate // 2)  # each player bets about twice a second
-    start = now_ms() + 1000
-    switch_sent, futures, games = {}, [], {}
-    interval_ms = 1000.0 / rate
-    n_events = int(rate * args.seconds)
-    behind = 0.0
-    for i in range(n_events):
-        at = start + i * interval_ms
-        wait = at / 1000 - time.time()
-        if wait > 0:
-            time.sleep(wait)
-        else:
-            behind = max(behind, -wait)
-        user = f"load{phase}-{i % users}"
-        game = games.get(user) or rng.choice(GAMES)
-        if rng.random() < 0.05:
-            game = rng.choice([g for g in GAMES if g != game])
-        switched = user in games and games[user] != game
-        games[user] = game
-        occurred = now_ms()
-        body = json.dumps({"event_id": f"l{phase}-{i}", "user_id": user, "event_type": "bet",
-                           "occurred_at": occurred, "game_id": game, "bet_amount": "1"},
-                          separators=(",", ":")).encode()
-        futures.append(job.publisher.publish(TOPICS["events"], body, event_ts=str(occurred)))
-        if switched:
-            switch_sent[(user, occurred)] = now_ms()
-        if len(futures) >= 1000:
-            for f in futures:
-                f.result(60)
-            futures = []
-    for f in futures:
-        f.result(60)
-    elapsed = (now_ms() - start) / 1000
-    deadline = time.time() + args.drain_seconds
-    while time.time() < deadline:
-        arrived = {(r["user_id"], r["gs_session_end_date"])
-                   for r in (json.loads(m.data) for m in job.received("changed"))}
-        if all(key in arrived for key in switch_sent):
-            break
-        time.sleep(2)
-    latencies = []
-    for message in job.received("changed"):
-        record = json.loads(message.data)
-        key = (record["user_id"], record["gs_session_end_date"])
-        if key in switch_sent:
-            latencies.append((message.arrived_ms - switch_sent[key]) / 1000)
-    print(f"rate {rate}/s: published {n_events:,} events in {elapsed:.1f} s = {n_events / elapsed:.0f} events/s "
-          f"({users} players, parallelism 2, publisher at most {behind:.1f} s behind schedule)", flush=True)
-    if latencies:
-        print(f"  switching bet published -> changed arrives: p50 {statistics.median(latencies):.1f} s, "
-              f"p95 {percentile(latencies, 0.95):.1f} s, max {max(latencies):.1f} s; "
-              f"{len(latencies)} of {len(switch_sent)} switches "
-              f"came back within {args.drain_seconds:.0f} s of the last event", flush=True)
-    else:
-        print(f"  none of {len(switch_sent)} switches came back within {args.drain_seconds:.0f} s", flush=True)
+def _load_phase(job: LiveJob, phase: int, rate: int, args) -> bool:
+    # The phases share the job and its players' names: a phase's records are the
+    # sessions that started after it began (the previous phase's have all ended).
+    began_ms = now_ms() + 1000
+    messages = live_load.plan(rate, args.seconds, job.gap_s, job.disorder_s, began_ms, seed=3 + phase,
+                              phase=f"r{phase}-")
+    published = live_load.publish(job.publisher, messages, on_schedule=True)
+    finished = live_load._wait_for_last_sessions(messages, job.outputs, job.process,
+                                                 deadline=time.time() + args.drain_seconds)
+    time.sleep(3)  # what is still in flight to the collectors
+
+    def this_phase(received: Received) -> bool:
+        try:
+            record = json.loads(received.data)
+        except ValueError:  # the probes
+            return False
+        return (record.get("gs_session_start_date") or record.get("occurred_at") or 0) >= began_ms
+    received = {name: [r for r in job.outputs[name] if this_phase(r)] for name in READERS}
+    result = live_load.LoadResult(messages, published, received, job_alive_at_end=job.process.poll() is None,
+                                  job_log="", finished=finished)
+    phase_dir = os.path.join(args.work_dir, f"load-{rate}")
+    os.makedirs(phase_dir, exist_ok=True)
+    reference = live_load.replay(phase_dir, result.bodies, job.gap_s)
+    live = live_records(result, "ended"), live_records(result, "changed")
+    comparison = live_load.compare(*live, *reference, received["dead"])
+    live_load.report(f"Flink, parallelism {job.parallelism}: {rate:,} events/s for {args.seconds:.0f} s",
+                     result, comparison, live_load.figures(result, job.gap_s, job.disorder_s), live, reference)
+    return comparison.exact and finished
 
 
 def run_demo(args) -> None:
@@ -367,8 +353,8 @@ def run_demo(args) -> None:
         job.wait_until_live()
         log(f"publishing {len(items):,} messages of the sample at {args.speed:g}x (gap {live_gap} s)")
         publish(items, TOPICS["events"], speed=args.speed, publisher=job.publisher, max_pause_seconds=live_gap + 1)
-        log("published; waiting for the last sessions (the Java Pub/Sub watermark trails by about a minute)")
-        time.sleep(75 + live_gap)
+        log("published; waiting for the last sessions to end")
+        time.sleep(15 + live_gap)
         for name in ("changed", "ended", "dead"):
             messages = job.received(name)
             print(f"{name}: {len(messages)} messages", flush=True)
@@ -385,7 +371,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=float, default=40)
     parser.add_argument("--gap_seconds", type=int, default=5)
     parser.add_argument("--disorder_seconds", type=int, default=1,
-                        help="--max_disorder_seconds of the job; a TaskManager kill needs it above the recovery time")
+                        help="--max_disorder_seconds of the job; the play shuffles events within 0.8 of it")
     parser.add_argument("--kill_tm_at", type=float, default=0,
                         help="scenario: seconds into the play to write WORK_DIR/kill.request (the caller kills)")
     parser.add_argument("--drain_seconds", type=float, default=30)

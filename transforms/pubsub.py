@@ -1,24 +1,25 @@
 """Pub/Sub in and out (SPEC §4, §5.2).
 
 Reading: on the DirectRunner and Dataflow with Python's `ReadFromPubSub`; on
-Flink (portable runners) with Beam's cross-language Java PubsubIO through an
-expansion service, since Python's read does not run there. Java's reader fails
-the whole bundle, again and again, on a message without the timestamp
-attribute it was told to use, so on Flink it reads without one (element
-timestamps and the watermark follow publish time) and the parse step checks
-the attribute instead: a message without a valid one becomes a dead letter.
-The live rules never look at element timestamps (they order by the event's
-own occurred_at), so nothing else changes; publishers that publish in real
-time keep publish time within the disorder bound of occurred_at.
+Flink (portable runners), where Python's read does not run, with the
+project's own Java read (java/pubsub-source, `ReadWithBacklogWatermark`)
+through an expansion service. Beam's Java PubsubIO would do, but its watermark
+is the oldest message of the last minute, so every result waits a minute; this
+one holds the watermark by what the subscription's backlog can still hold, as
+the DirectRunner's read does (transforms/direct_pubsub.BacklogWatermark), and
+acknowledges messages only when a Flink checkpoint covering them completes. A
+message without a usable timestamp attribute (on which PubsubIO fails its
+bundle forever) leaves the Java read with its publish time, and the parse step
+checks the attribute: such a message becomes a dead letter.
 
 Publishing: Python's `WriteToPubSub` everywhere (on Flink it runs in the
 Python SDK workers and honours PUBSUB_EMULATOR_HOST there).
 """
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import apache_beam as beam
-from apache_beam.io.external.gcp.pubsub import ReadFromPubSub as JavaReadFromPubSub
 from apache_beam.io.gcp.pubsub import PubsubMessage, ReadFromPubSub, WriteToPubSub
+from apache_beam.transforms.external import ExternalTransform, NamedTupleBasedPayloadBuilder
 
 from sessions.events import INVALID_FIELD, MISSING_FIELD, InvalidEvent, parse_event
 from sessions.records import to_json
@@ -70,11 +71,44 @@ class _ParseMessage(beam.DoFn):
         yield Delivery(event, payload, message.message_id)
 
 
+# BacklogPubsubRead.URN in java/pubsub-source.
+BACKLOG_WATERMARK_READ_URN = "game_sessions:pubsub_read_with_backlog_watermark:v1"
+
+
+class BacklogWatermarkReadConfiguration(NamedTuple):
+    """The Java read's configuration: the expansion service sets each field
+    through the setter of the same name in camel case (BacklogPubsubRead.Configuration)."""
+    subscription: str
+    timestamp_attribute: Optional[str]
+
+
+class ReadWithBacklogWatermark(beam.PTransform):
+    """A subscription -> PubsubMessages (attributes and message id included),
+    timestamped with the event time of `timestamp_attribute` (else the publish
+    time), under a watermark that never passes an event still in the backlog.
+    Expanded by the Java expansion service at `expansion_service`, which must
+    have the jar of java/pubsub-source on its classpath (scripts/flink_cluster.sh)."""
+
+    def __init__(self, subscription: str, timestamp_attribute: Optional[str], expansion_service: str):
+        super().__init__()
+        self._configuration = BacklogWatermarkReadConfiguration(subscription, timestamp_attribute)
+        self._expansion_service = expansion_service
+
+    def expand(self, pbegin):
+        # Serialized google.pubsub.v1.PubsubMessage protos, as Beam's own
+        # cross-language Pub/Sub read hands them over.
+        return (pbegin
+                | "Pull" >> ExternalTransform(BACKLOG_WATERMARK_READ_URN,
+                                              NamedTupleBasedPayloadBuilder(self._configuration),
+                                              self._expansion_service)
+                | "FromProto" >> beam.Map(PubsubMessage._from_proto_str).with_output_types(PubsubMessage))
+
+
 class ReadEventMessages(beam.PTransform):
     """A subscription of raw events -> Deliveries, plus DEAD_LETTERS.
 
-    With `java_expansion_service` (Flink), reads through Java's PubsubIO
-    expanded there, and checks the timestamp attribute itself (see above)."""
+    With `java_expansion_service` (Flink), reads with `ReadWithBacklogWatermark`
+    and checks the timestamp attribute itself (see above)."""
 
     def __init__(self, subscription: str, timestamp_attribute: Optional[str], strict_event_types: bool,
                  id_label: Optional[str] = None, java_expansion_service: Optional[str] = None):
@@ -87,9 +121,8 @@ class ReadEventMessages(beam.PTransform):
 
     def expand(self, pbegin):
         if self._expansion_service:
-            messages = pbegin | "Pull" >> JavaReadFromPubSub(
-                subscription=self._subscription, with_attributes=True, id_label=self._id_label,
-                timestamp_attribute=None, expansion_service=self._expansion_service)
+            messages = pbegin | "Pull" >> ReadWithBacklogWatermark(
+                self._subscription, self._timestamp_attribute, self._expansion_service)
             parse = _ParseMessage(self._strict, check_timestamp_attribute=self._timestamp_attribute)
         else:
             messages = pbegin | "Pull" >> ReadFromPubSub(
