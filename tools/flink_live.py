@@ -318,7 +318,7 @@ def _load_phase(job: LiveJob, phase: int, rate: int, args) -> bool:
     messages = live_load.plan(rate, args.seconds, job.gap_s, job.disorder_s, began_ms, seed=3 + phase,
                               phase=f"r{phase}-")
     published = live_load.publish(job.publisher, messages, on_schedule=True)
-    finished = live_load._wait_for_last_sessions(messages, job.outputs, job.process,
+    finished = live_load.wait_for_last_sessions(messages, job.outputs, job.process,
                                                  deadline=time.time() + args.drain_seconds)
     time.sleep(3)  # what is still in flight to the collectors
 

@@ -125,7 +125,7 @@ def run_load(work_dir: str, rate: float = 1000, seconds: float = 120, gap_s: int
                 _wait_until_live(publisher, received, job)
                 messages = plan(rate, seconds, gap_s, disorder_s, int(time.time() * 1000) + 500, seed)
                 published = publish(publisher, messages, on_schedule=True)
-            finished = _wait_for_last_sessions(messages, received, job, deadline=time.time() + timeout)
+            finished = wait_for_last_sessions(messages, received, job, deadline=time.time() + timeout)
             time.sleep(3)  # what is still in flight to the collectors
         finally:
             alive = job is not None and job.poll() is None
@@ -140,7 +140,7 @@ def run_load(work_dir: str, rate: float = 1000, seconds: float = 120, gap_s: int
     return LoadResult(messages, published, received, alive, log, finished)
 
 
-def _wait_for_last_sessions(messages: List[Message], received, job, deadline: float) -> bool:
+def wait_for_last_sessions(messages: List[Message], received, job, deadline: float) -> bool:
     """Every player's last session ends at the player's last bet; it comes
     out once the watermark passes it plus the gap (empty pulls move the
     DirectRunner's watermark once the backlog is read)."""
