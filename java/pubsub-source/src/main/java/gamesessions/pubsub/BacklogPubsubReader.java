@@ -44,7 +44,7 @@ final class BacklogPubsubReader extends UnboundedSource.UnboundedReader<byte[]> 
   private final PubsubClient client;
   private final Leases leases;
   private final BacklogWatermark watermark;
-  private final ArrayDeque<IncomingMessage> pulled = new ArrayDeque<>();
+  private final ArrayDeque<Pulled> pulled = new ArrayDeque<>();
   private @Nullable IncomingMessage current;
   private long currentTimestampMs;
   /** After an empty or failed pull, the next waits until then. */
@@ -81,17 +81,28 @@ final class BacklogPubsubReader extends UnboundedSource.UnboundedReader<byte[]> 
     if (pulled.isEmpty()) {
       pull();
     }
-    current = pulled.poll();
-    if (current == null) {
+    Pulled next = pulled.poll();
+    if (next == null) {
+      current = null;
       return false;
     }
-    Long eventTimeMs = EventTimes.fromAttribute(current.message().getAttributesMap(),
-        source.timestampAttribute());
+    current = next.message;
     // Without a usable event time: the publish time, which the watermark never counted. The
     // parse step turns the message into a dead letter whatever its timestamp.
-    currentTimestampMs = eventTimeMs != null ? eventTimeMs : current.timestampMsSinceEpoch();
+    currentTimestampMs = next.eventTimeMs != null ? next.eventTimeMs : current.timestampMsSinceEpoch();
     leases.emitted(current.ackId(), current.requestTimeMsSinceEpoch());
     return true;
+  }
+
+  /** A pulled message and its event time, read from its attribute once. */
+  private static final class Pulled {
+    final IncomingMessage message;
+    final @Nullable Long eventTimeMs;
+
+    Pulled(IncomingMessage message, @Nullable Long eventTimeMs) {
+      this.message = message;
+      this.eventTimeMs = eventTimeMs;
+    }
   }
 
   private void pull() {
@@ -116,9 +127,9 @@ final class BacklogPubsubReader extends UnboundedSource.UnboundedReader<byte[]> 
       if (eventTimeMs != null) {
         oldestEventMs = Math.min(oldestEventMs, eventTimeMs);
       }
+      pulled.add(new Pulled(message, eventTimeMs));
     }
     watermark.pulled(startedAtMs, messages.size(), oldestEventMs);
-    pulled.addAll(messages);
     if (messages.isEmpty()) {
       nextPullAtMs = startedAtMs + EMPTY_PULL_PAUSE_MS;
     }
