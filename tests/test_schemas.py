@@ -5,9 +5,11 @@ BigQuery's documented conversion for `bq load --source_format=AVRO
 https://cloud.google.com/bigquery/docs/loading-data-cloud-storage-avro#avro_conversions
 """
 import json
+from decimal import Decimal
 
 import fastavro
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import schemas
 
@@ -120,12 +122,59 @@ def test_the_avro_header_is_the_same_whatever_the_hash_seed():
     assert len(outputs) == 1
 
 
+def _avro_amount(row_value: bytes):
+    """What an Avro reader makes of avro_decimal's bytes."""
+    from decimal import Decimal
+    return Decimal(int.from_bytes(row_value, "big", signed=True)).scaleb(-18)
+
+
 def test_amounts_go_into_avro_at_18_places_and_a_19th_is_never_rounded_away():
     from decimal import Decimal, Inexact
     # A sum keeps its terms' trailing zeros: 20 places, the same amount.
     row = schemas.avro_record(schemas.ENDED, {"gs_total_win_amount": Decimal("0.50000000000000000000")})
-    assert row["gs_total_win_amount"] == Decimal("0.5")
-    assert row["gs_total_win_amount"].as_tuple().exponent == -18
-    assert schemas.avro_record(schemas.ENDED, {"gs_total_win_amount": "3200"})["gs_total_win_amount"] == 3200
+    assert _avro_amount(row["gs_total_win_amount"]) == Decimal("0.5")
+    assert _avro_amount(schemas.avro_record(schemas.ENDED, {"gs_total_win_amount": "3200"})["gs_total_win_amount"]) == 3200
     with pytest.raises(Inexact):
         schemas.avro_record(schemas.ENDED, {"gs_total_win_amount": Decimal("0.5000000000000000001")})
+    with pytest.raises(ValueError, match="38 digits"):
+        schemas.avro_decimal(Decimal(10) ** 20)
+
+
+def test_every_avro_amount_is_the_decimal_38_18_that_avro_decimal_encodes():
+    for table in schemas.TABLES:
+        for field in schemas.avsc_fields(table):
+            types = field["type"] if isinstance(field["type"], list) else [field["type"]]
+            for avro_type in types:
+                if isinstance(avro_type, dict) and avro_type.get("logicalType") == "decimal":
+                    assert (avro_type["type"], avro_type["precision"], avro_type["scale"]) == (
+                        "bytes", schemas.AVRO_DECIMAL_PRECISION, schemas.AVRO_DECIMAL_SCALE), field["name"]
+                    assert field["name"] in schemas.decimal_fields(table)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.decimals(min_value=0, max_value=Decimal("99999999999999999999.999999999999999999"),
+                            places=18, allow_nan=False, allow_infinity=False), min_size=1, max_size=4),
+       st.integers(min_value=0, max_value=4))
+def test_avro_decimal_writes_the_bytes_fastavro_writes_for_the_decimal(amounts, trailing_zeros):
+    """Byte for byte what fastavro's own decimal writer gives, read back as the
+    same amount; sums keep their terms' trailing zeros (more than 18 places)."""
+    import io
+    from sessions.events import EXACT
+    total = Decimal(0).scaleb(-18 - trailing_zeros)  # 0E-20 keeps two zeros past the 18th place
+    for amount in amounts:
+        total = EXACT.add(total, amount)
+    schema = {"type": "record", "name": "r", "fields": [
+        {"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 38, "scale": 18}}]}
+
+    def avro_file(value):
+        buffer = io.BytesIO()
+        fastavro.writer(buffer, schema, [{"amount": value}], sync_marker=b"0" * 16)
+        return buffer.getvalue()
+
+    if total >= Decimal(10) ** 20:
+        with pytest.raises(ValueError):
+            schemas.avro_decimal(total)
+        return
+    ours = avro_file(schemas.avro_decimal(total))
+    assert ours == avro_file(total.quantize(Decimal(1).scaleb(-18), context=EXACT))
+    assert list(fastavro.reader(io.BytesIO(ours)))[0]["amount"] == total
