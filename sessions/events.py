@@ -10,7 +10,7 @@ import math
 import re
 from datetime import datetime, timedelta, timezone
 from decimal import Context, Decimal, InvalidOperation
-from typing import Any, Dict, Literal, Mapping, NamedTuple, Optional, Union
+from typing import Annotated, Any, Dict, Literal, Mapping, NamedTuple, Optional, Union
 
 import msgspec
 
@@ -97,7 +97,7 @@ def parse_event(raw: bytes, strict_event_types: bool = False) -> Optional[Event]
     # values) is decoded and type-checked by msgspec in C. Whatever it does
     # not take, or `_common_event` finds unusual, goes the general way below;
     # tests hold the two to the same results.
-    if raw.isascii() and b"[" not in raw and raw.rfind(b"{") == 0:
+    if raw.isascii() and b"\\" not in raw and b"[" not in raw and raw.rfind(b"{") == 0:
         try:
             event = _common_event(_decode_common(raw))
         except (msgspec.MsgspecError, ValueError):  # InvalidEvent is a ValueError
@@ -200,16 +200,20 @@ def validate_event(obj: Mapping[str, Any], strict_event_types: bool = False) -> 
 _new_tuple = tuple.__new__
 
 
+_Identifier256 = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
+
 class _CommonShape(msgspec.Struct):
     """What nearly every event looks like on the wire. Only a decode that fits
-    it exactly (a supported type, strings where strings are expected, the
-    amounts as strings or integers) takes the fast path; unknown fields are
-    skipped, as validate_event ignores them. A JSON null is None, as absent."""
+    it exactly (a supported type, strings where strings are expected and of
+    a valid length, occurred_at as valid epoch ms or a string, the amounts
+    as strings or integers) takes the fast path; unknown fields are skipped,
+    as validate_event ignores them. A JSON null is None, as absent."""
     event_type: Literal[tuple(sorted(SUPPORTED_EVENT_TYPES))]  # type: ignore[valid-type]
-    event_id: str
-    user_id: Union[int, str]
-    occurred_at: Union[int, str]
-    game_id: Optional[str] = None
+    event_id: _Identifier256
+    user_id: Union[int, Annotated[str, msgspec.Meta(min_length=1, max_length=128)]]
+    occurred_at: Union[Annotated[int, msgspec.Meta(ge=MIN_OCCURRED_AT_MS, lt=MAX_OCCURRED_AT_MS)], str]
+    game_id: Optional[_Identifier256] = None
     game_name: Optional[str] = None
     bet_amount: Union[str, int, None] = None
     bet_bonus_amount: Union[str, int, None] = None
@@ -220,9 +224,9 @@ class _CommonShape(msgspec.Struct):
     currency: Optional[str] = None
 
 
-# msgspec checks UTF-8 only in the strings it keeps, not in skipped fields:
-# parse_event hands it ASCII input only (and a flat object, so nothing it
-# skips could be too deep for json).
+# parse_event hands msgspec only ASCII input without escapes, so every string
+# it decodes is ASCII (msgspec checks UTF-8 only in the strings it keeps), and
+# a flat object, so nothing it skips could be too deep for json.
 _decode_common = msgspec.json.Decoder(_CommonShape).decode
 
 
@@ -230,48 +234,34 @@ def _common_event(c: _CommonShape) -> Optional[Event]:
     """validate_event's result for the common shape, or None (or a raised
     InvalidEvent/ValueError) to leave the event to the general path, which
     then gives the reference result, errors included."""
-    event_type = c.event_type
-    event_id = c.event_id
-    if not (0 < len(event_id) <= 256 and event_id.isascii()):
-        return None
     user_id = c.user_id
     if type(user_id) is int:
         if not -_USER_INT_LIMIT < user_id < _USER_INT_LIMIT:
             return None
         user_id = str(user_id)
-    elif not (0 < len(user_id) <= 128 and user_id.isascii()):
-        return None
     occurred_at = c.occurred_at
-    if type(occurred_at) is not int or not MIN_OCCURRED_AT_MS <= occurred_at < MAX_OCCURRED_AT_MS:
+    if type(occurred_at) is str:
         occurred_at = _occurred_at(occurred_at)
-    platform, client_version, currency = c.platform, c.client_version, c.currency
-    if not ((platform is None or platform.isascii()) and (client_version is None or client_version.isascii())
-            and (currency is None or currency.isascii())):
-        return None
+    event_type = c.event_type
     if event_type == LOGOUT:  # as validate_event: nothing else matters
-        return _new_tuple(Event, (user_id, event_id, event_type, occurred_at, None, None, None, None,
-                                  platform, client_version, currency))
-    game_id = c.game_id
-    if game_id is None:
-        if event_type in _GAME_EVENT_TYPES:
-            return None
-    elif not (0 < len(game_id) <= 256 and game_id.isascii()):
-        return None
-    bet = _fast_amount(c.bet_amount)
-    bet_bonus = _fast_amount(c.bet_bonus_amount)
-    win = _fast_amount(c.win_amount)
-    win_bonus = _fast_amount(c.win_bonus_amount)
-    bet_data = _total(bet, bet_bonus)
-    win_data = _total(win, win_bonus)
-    stake = payout = None
+        return _new_tuple(Event, (user_id, c.event_id, event_type, occurred_at, None, None, None, None,
+                                  c.platform, c.client_version, c.currency))
+    # Every amount present must be valid, used or not (as in validate_event).
+    bet, bet_bonus, win, win_bonus = c.bet_amount, c.bet_bonus_amount, c.win_amount, c.win_bonus_amount
+    if bet is not None:
+        bet = _fast_amount(bet)
+    if win is not None:
+        win = _fast_amount(win)
+    bet_data = bet if bet_bonus is None else _total(bet, _fast_amount(bet_bonus))
+    win_data = win if win_bonus is None else _total(win, _fast_amount(win_bonus))
     if event_type == BET:
         if bet is None:
             return None
-        stake = bet_data
+        stake, payout = bet_data, None
     elif event_type == WIN:
         if win is None:
             return None
-        payout = win_data
+        stake, payout = None, win_data
     elif event_type == BET_WIN:
         if bet_data is None and win_data is None:
             return None
@@ -279,22 +269,53 @@ def _common_event(c: _CommonShape) -> Optional[Event]:
     elif event_type == BET_ROLLBACK:
         if bet_data is None:
             return None
-        stake = bet_data
+        stake, payout = bet_data, None
     elif event_type == WIN_ROLLBACK:
         if win_data is None:
             return None
-        payout = win_data
+        stake, payout = None, win_data
     else:  # a type validate_event learnt and this path did not
         return None
-    game_name = c.game_name
-    if not (game_name is None or game_name.isascii()):
+    game_id = c.game_id
+    if game_id is None and event_type in _GAME_EVENT_TYPES:
         return None
-    return _new_tuple(Event, (user_id, event_id, event_type, occurred_at, game_id, game_name, stake,
-                              payout, platform, client_version, currency))
+    return _new_tuple(Event, (user_id, c.event_id, event_type, occurred_at, game_id, c.game_name, stake,
+                              payout, c.platform, c.client_version, c.currency))
 
 
 # An integer user_id of up to 127 digits: its decimal string fits the 128.
 _USER_INT_LIMIT = 10 ** 127
+
+
+class _UserOnly(msgspec.Struct):
+    user_id: Union[int, str]
+
+
+_decode_user = msgspec.json.Decoder(_UserOnly).decode
+
+
+def user_id_of(raw: bytes, strict_event_types: bool = False) -> Optional[str]:
+    """The user_id of the Event `parse_event(raw)` gives, found without
+    validating the rest. A line that gives no Event (a dead letter, an ignored
+    type) only needs some answer, None or a user_id.
+    For a line of the common shape only the user_id is decoded (a fifth of a
+    parse): ASCII without escapes, and "user_id" in it once, so the one key
+    msgspec reads is the one key json would. Anything else is parsed."""
+    if raw.isascii() and b"\\" not in raw and raw.count(b'"user_id"') == 1:
+        try:
+            user_id = _decode_user(raw).user_id
+        except msgspec.MsgspecError:
+            pass
+        else:
+            if type(user_id) is str:
+                return user_id
+            if -_USER_INT_LIMIT < user_id < _USER_INT_LIMIT:  # str() of a longer one raises
+                return str(user_id)
+    try:
+        event = parse_event(raw, strict_event_types)
+    except InvalidEvent:
+        return None
+    return None if event is None else event.user_id
 
 
 def _fast_amount(value) -> Optional[Decimal]:

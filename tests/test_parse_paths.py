@@ -130,3 +130,47 @@ def test_edge_cases_parse_the_same_both_ways():
         ',"user_id":"u","x":NaN', ',"user_id":"u","user_id":"v"', ',"user_id":"u","user_id":null',
         ',"user_id":"u"} ', ',"user_id":"u","x":"a\x01"', ',"\\u0075ser_id":"u"', ',"user_id":"\\u0075"',
     ]])
+
+
+# user_id_of routes a replayed line to its user's bucket before it is parsed:
+# whenever the line is an Event, it must name that Event's user.
+
+def _assert_routed_to_its_user(raws):
+    for raw in raws:
+        for strict in (False, True):
+            try:
+                event = parse_event(raw, strict)
+            except InvalidEvent:
+                continue
+            if event is not None:
+                assert ev.user_id_of(raw, strict) == event.user_id, raw
+
+
+@settings(max_examples=1500, deadline=None)
+@given(common_shaped())
+def test_a_common_shaped_event_is_routed_to_its_user(raw):
+    _assert_routed_to_its_user([raw])
+
+
+@settings(max_examples=1000, deadline=None)
+@given(json_texts())
+def test_an_arbitrary_text_that_is_an_event_is_routed_to_its_user(text):
+    _assert_routed_to_its_user([text.encode("utf-8", "surrogatepass")])
+
+
+def test_every_event_of_a_generated_day_and_the_edge_cases_are_routed_to_their_user():
+    head = '{"event_type":"bet","event_id":"e1","occurred_at":%d,"game_id":"G","bet_amount":"1"' % T0
+    _assert_routed_to_its_user([line.encode("utf-8") for line in generate(20_000, seed=5)] + [
+        (head + tail + "}").encode("utf-8", "surrogatepass") for tail in [
+            ',"user_id":' + "1" * 5000, ',"user_id":' + "9" * 127, ',"user_id":-' + "9" * 127,
+            ',"user_id":' + "9" * 128, ',"user_id":"u","user_id":"v"', ',"user_id":"u","user_id":7',
+            ',"user_id":"u","x":"\\"user_id\\""', ',"\\u0075ser_id":"v","user_id":"u"', ',"user_id":"\\u0075"',
+            ',"user_id":"u","x":{"user_id":"v"}', ',"x":{"user_id":"v"},"user_id":"u"', ',"user_id":"u" ',
+            ',"user_id":-0', ',"user_id":"\u00fc"']])
+
+
+def test_only_the_user_id_of_a_common_line_is_decoded():
+    line = ('{"event_type":"bet","event_id":"e1","user_id":42,"occurred_at":%d,"game_id":"G","bet_amount":"1"}'
+            % T0).encode()
+    with mock.patch.object(ev, "parse_event", side_effect=AssertionError("parsed")):
+        assert ev.user_id_of(line) == "42"
