@@ -55,10 +55,11 @@ def _build_replay(options: PipelineOptions, opts: GameSessionsOptions, trigger_r
     spill_dir = (os.path.join(tempfile.gettempdir(), f"game-sessions-spill-{uuid.uuid4().hex}")
                  if runs_locally(options) else None)
     pipeline = beam.Pipeline(runner=runner, options=options)
-    parsed = pipeline | "ReadEvents" >> ReadEvents([f.path for f in files], opts.strict_event_types)
-    sessions = parsed.events | "Sessions" >> ReplaySessions(
-        opts.session_gap_seconds, user_buckets(files), spill_dir, trigger_rules)
-    write_replay_files(sessions, parsed[DEAD_LETTERS], opts)
+    read = pipeline | "ReadEvents" >> ReadEvents([f.path for f in files], opts.strict_event_types)
+    sessions = read.events | "Sessions" >> ReplaySessions(
+        opts.session_gap_seconds, user_buckets(files), spill_dir, trigger_rules, opts.strict_event_types)
+    dead_letters = (read[DEAD_LETTERS], sessions[DEAD_LETTERS]) | "DeadLetters" >> beam.Flatten()
+    write_replay_files(sessions.sessions, dead_letters, opts)
     return pipeline
 
 

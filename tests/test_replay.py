@@ -20,10 +20,11 @@ from tests.helpers import (CHANGED, DEAD, ENDED, avro_records, dumps, expected_f
                            table_files, write_lines)
 from tests.reference import canonical, dedupe, expected_records
 from tools.generate_events import generate
-from transforms.read import DEAD_LETTERS, ReadEvents, match_inputs
+from transforms.read import DEAD_LETTERS, LineBatch, ReadEvents, match_inputs
 from transforms.batches import Batch, BatchCoder
 from transforms.sessions import (ReplaySessions, SpilledSegment, _CloseBucket, _SegmentByBucket, _segment_bytes,
-                                 bucket_of, decode_events, encode_segment, inline_segment, user_buckets)
+                                 bucket_of, decode_segment, encode_lines, encode_segment, inline_segment,
+                                 user_buckets)
 
 T0 = 1767731000000
 GAP_MS = 300_000
@@ -46,24 +47,28 @@ def replay(tmp_path, inputs, *extra, name="out"):
 
 # --- transforms ------------------------------------------------------------
 
-def test_read_events_keeps_file_and_line_across_shards(tmp_path):
+def test_read_events_keeps_file_and_line_across_shards_and_lines_are_parsed_in_their_bucket(tmp_path):
     path = str(tmp_path / "day.jsonl")
-    lines = [dumps(ev(i, i * 1000)) for i in range(200)]
+    lines = [dumps(ev(i, i * 1000, user=f"u{i % 7}")) for i in range(200)]
     lines[10] = '{"truncated'
     lines[20] = ""
     lines[30] = dumps({**ev(30, 0), "event_type": "login"})
     write_lines(path, lines)
     with BeamTestPipeline() as p:
-        parsed = p | ReadEvents([path], shard_bytes=500)
-        arrivals = parsed.events | beam.FlatMap(lambda batch: [(a[1], e.event_id) for a, e in batch])
-        dead = parsed[DEAD_LETTERS] | beam.Map(lambda d: (d.reason, d.file, d.line, d.payload))
-        expected_lines = [(n + 1, f"e{n}") for n in range(200) if n not in (10, 20, 30)]
-        assert_that(arrivals, equal_to(expected_lines), label="events")
+        read = p | ReadEvents([path], shard_bytes=500)
+        read_lines = read.events | beam.FlatMap(lambda batch: [(a, raw) for a, raw in batch])
+        assert_that(read_lines, equal_to([((path, n + 1), line.encode()) for n, line in enumerate(lines) if line]),
+                    label="lines")
+        sessions = read.events | ReplaySessions(300, buckets=3)
+        bets = sessions.sessions | beam.FlatMap(
+            lambda batch: [e.result.metrics.bets_count for e in batch if e.table == ENDED])
+        dead = sessions[DEAD_LETTERS] | beam.Map(lambda d: (d.reason, d.file, d.line, d.payload))
+        assert_that(bets | beam.CombineGlobally(sum), equal_to([197]), label="bets")
         assert_that(dead, equal_to([("invalid_json", path, 11, b'{"truncated')]), label="dead")
 
 
 def _rows(segment):
-    return [(arrival, event.event_id) for arrival, event in decode_events(_segment_bytes(segment))]
+    return [(arrival, event.event_id) for arrival, event in decode_segment(_segment_bytes(segment))[1]]
 
 
 def test_a_batch_leaves_as_one_segment_per_user_bucket():
@@ -77,11 +82,35 @@ def test_a_batch_leaves_as_one_segment_per_user_bucket():
     ])
 
 
+def test_lines_go_to_their_users_bucket_unparsed_and_are_parsed_where_it_closes():
+    raws = [dumps(e).encode() for e in [ev(1, 0), ev(2, 100_000, user="u4"), ev(3, 200_000, "win"),
+                                        ev(4, 1000, game="B")]] + [b'{"truncated', b'{"event_type":"login"}']
+    batch = LineBatch((("day.jsonl", n + 1), raw) for n, raw in enumerate(raws))
+    fn = _SegmentByBucket(2, None)
+    fn.setup()
+    out = list(fn.process(batch))
+    routed = {bucket: decode_segment(_segment_bytes(segment)) for bucket, segment in out}
+    assert all(lines for lines, _ in routed.values())
+    by_bucket = {bucket: [arrival[1] for arrival, _ in items] for bucket, (_, items) in routed.items()}
+    assert {1, 3, 4} <= set(by_bucket[bucket_of("u1", 2)]) and 2 in by_bucket[bucket_of("u4", 2)]
+    assert sorted(n for numbers in by_bucket.values() for n in numbers) == [1, 2, 3, 4, 5, 6]
+    close = _CloseBucket(GAP_MS)
+    close.setup()
+    outputs = [o for _, segment in out for o in close.process((0, [segment]))]
+    dead = [o.value for o in outputs if isinstance(o, beam.pvalue.TaggedOutput)]
+    assert [(d.reason, d.file, d.line, d.payload) for d in dead] == [("invalid_json", "day.jsonl", 5, b'{"truncated')]
+    results = [r for o in outputs if isinstance(o, Batch) for r in o]
+    assert sorted((r.result.user_id, type(r.result).__name__) for r in results) == [
+        ("u1", "GameSwitch"), ("u1", "SessionEnd"), ("u4", "SessionEnd")]
+
+
 def test_a_segment_keeps_every_field_exactly():
     event = parse_event(dumps({**ev(1, 0, kind="bet_win"), "bet_bonus_amount": "0.000000001", "win_amount": "12.5",
                                "game_name": "Book of Dead", "platform": "ios", "client_version": "5.1",
                                "currency": "EUR"}).encode())
-    ((arrival, decoded),) = decode_events(encode_segment([(("day.jsonl", 7), event)]))
+    lines, items = decode_segment(encode_segment([(("day.jsonl", 7), event)]))
+    ((arrival, decoded),) = items
+    assert not lines
     assert arrival == ("day.jsonl", 7)
     assert decoded == event
     assert (str(decoded.stake), str(decoded.payout)) == ("1.000000001", "12.5")
@@ -90,8 +119,10 @@ def test_a_segment_keeps_every_field_exactly():
 def test_a_segment_of_several_files_keeps_each_arrival():
     events = [parse_event(dumps(ev(i, i * 1000)).encode()) for i in range(4)]
     arrivals = [("b.jsonl", 1), ("a.jsonl", 1), ("b.jsonl", 2), ("c.jsonl", 9)]
-    decoded = list(decode_events(encode_segment(list(zip(arrivals, events)))))
-    assert decoded == list(zip(arrivals, events))
+    assert list(decode_segment(encode_segment(list(zip(arrivals, events))))[1]) == list(zip(arrivals, events))
+    raws = [dumps(ev(i, i * 1000)).encode() for i in range(4)]
+    lines, items = decode_segment(encode_lines(list(zip(arrivals, raws))))
+    assert lines and list(items) == list(zip(arrivals, raws))
 
 
 def test_spilled_segments_are_addresses_in_one_file_per_batch(tmp_path):
@@ -115,7 +146,7 @@ def test_copies_are_one_event_even_with_different_times_in_different_batches():
     first = parse_event(dumps(ev(1, 0)).encode())
     later_copy = parse_event(dumps(ev(1, GAP_MS * 2)).encode())
     with BeamTestPipeline() as p:
-        sessions = (p | beam.Create([[(("b", 9), later_copy)], [(("a", 1), first)]]) | ReplaySessions(300)
+        sessions = ((p | beam.Create([[(("b", 9), later_copy)], [(("a", 1), first)]]) | ReplaySessions(300)).sessions
                     | beam.FlatMap(lambda batch: [(e.result.start, e.result.metrics.bets_count) for e in batch]))
         assert_that(sessions, equal_to([(T0, 1)]))
 
@@ -126,8 +157,8 @@ def test_close_bucket_counts_duplicates_and_applies_the_rules():
     other = parse_event(dumps(ev(3, 0, user="u2")).encode())
     fn = _CloseBucket(GAP_MS)
     fn.setup()
-    (results,) = fn.process((0, [inline_segment([(("f", 2), bet), (("f", 3), switch), (("f", 4), other)]),
-                                 inline_segment([(("f", 1), bet)])]))
+    (results,) = fn.process((0, [inline_segment(encode_segment([(("f", 2), bet), (("f", 3), switch), (("f", 4), other)])),
+                                 inline_segment(encode_segment([(("f", 1), bet)]))]))
     assert isinstance(results, Batch)
     assert sorted((r.user_id, type(r).__name__, d) for r, d, _ in results) == [
         ("u1", "GameSwitch", 0), ("u1", "SessionEnd", 300), ("u2", "SessionEnd", 300)]
@@ -139,7 +170,7 @@ def test_close_bucket_fires_the_triggers_of_each_users_session_events():
             for user in ("u1", "u2") for n in range(1, 4)]
     fn = _CloseBucket(GAP_MS, load_rules("- {name: hop, on: gs_game_session_changed, when: 'true', cooldown_seconds: 60}"))
     fn.setup()
-    (results,) = fn.process((0, [inline_segment([(("f", n), e) for n, e in enumerate(bets)])]))
+    (results,) = fn.process((0, [inline_segment(encode_segment([(("f", n), e) for n, e in enumerate(bets)]))]))
     firings = [r for r in results if r.table == "campaign_trigger"]
     # Each player's second switch is in their cooldown; the other player's firing is not.
     assert sorted((f.user_id, f.trigger, f.fired_at) for f in firings) == [
@@ -188,7 +219,7 @@ def test_sessions_are_exact_whatever_the_batching_and_bucketing(buckets, spill, 
     batches = [events[i:i + 97] for i in range(0, len(events), 97)]
     spill_dir = str(tmp_path / "spill") if spill else None
     with BeamTestPipeline() as p:
-        results = (p | beam.Create(batches) | ReplaySessions(300, buckets, spill_dir)
+        results = ((p | beam.Create(batches) | ReplaySessions(300, buckets, spill_dir)).sessions
                    | beam.FlatMap(lambda batch: [
                        (rd[0].event_type, json.dumps(rd[0].record(rd[1]), default=str)) for rd in batch]))
         expected = [(ENDED, json.dumps(r, default=str)) for r in ref_ended] + [
@@ -202,7 +233,7 @@ def test_a_win_at_a_bets_millisecond_in_another_bundle_joins_its_session():
     bet = parse_event(dumps(ev(1, 0)).encode())
     win = parse_event(dumps(ev(2, 0, kind="win", amount="4.2")).encode())
     with BeamTestPipeline() as p:
-        wins = (p | beam.Create([[(("f", 1), bet)], [(("f", 2), win)]]) | ReplaySessions(300)
+        wins = ((p | beam.Create([[(("f", 1), bet)], [(("f", 2), win)]]) | ReplaySessions(300)).sessions
                 | beam.FlatMap(lambda batch: [rd[0].metrics.wins_count for rd in batch]))
         assert_that(wins, equal_to([1]))
 

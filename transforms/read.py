@@ -2,10 +2,16 @@
 and Avro, local or on any Beam filesystem (gs://...), several globs.
 
 Large uncompressed files are cut into shards at line boundaries so both
-workers parse; every event keeps its file and line for dead letters and for
-the replay's duplicate rule (the first copy in input order wins). Parsed
-events travel as batches, not one element each: per-element overhead is what
+workers read; every event keeps its file and line for dead letters and for
+the replay's duplicate rule (the first copy in input order wins). Records
+travel as batches, not one element each: per-element overhead is what
 dominates a Python Beam job.
+
+JSONL lines leave unparsed, as `LineBatch`es: whoever groups them parses
+them there (`parse_line`; the replay parses a bucket's lines where it
+sessionizes them), so a line is decoded once and crosses the shuffle as the
+bytes it was, and needs only its user_id (`line_user_id`) to find its group.
+CSV rows and Avro records leave parsed, as `Batch`es of (arrival, Event).
 """
 import csv
 import io
@@ -18,7 +24,7 @@ import fastavro
 from apache_beam.io.filesystem import CompressionTypes, FileMetadata
 from apache_beam.io.filesystems import FileSystems
 
-from sessions.events import INVALID_FIELD, INVALID_JSON, Event, InvalidEvent, parse_event, validate_event
+from sessions.events import INVALID_FIELD, INVALID_JSON, Event, InvalidEvent, parse_event, user_id_of, validate_event
 from transforms.batches import Batch
 from transforms.counters import InputCounters
 from transforms.dead_letters import DeadLetter, original_payload
@@ -32,6 +38,54 @@ _DEAD_LETTER_PREFIX = b'{"dead_letter_reason"'
 
 # (file, line): where an event was read, and its place in input order.
 Arrival = Tuple[str, int]
+
+
+class LineBatch(Batch):
+    """(arrival, JSONL line) pairs of one shard, not parsed yet."""
+
+
+def parse_line(raw: bytes, strict_event_types: bool = False) -> Optional[Event]:
+    """A JSONL line -> its Event (parse_event), a replayed dead letter's line
+    -> its payload's. None for an ignored type; InvalidEvent for a dead letter."""
+    if raw.startswith(_DEAD_LETTER_PREFIX):
+        raw = _unwrap_dead_letter(raw)
+    return parse_event(raw, strict_event_types)
+
+
+def line_user_id(raw: bytes, strict_event_types: bool = False) -> Optional[str]:
+    """The user_id of parse_line's Event, cheaply (user_id_of); a line that
+    gives no Event may get None or any user_id."""
+    if raw.startswith(_DEAD_LETTER_PREFIX):
+        raw = _unwrap_dead_letter(raw)
+    return user_id_of(raw, strict_event_types)
+
+
+class ParsedLines:
+    """Parses lines as the read would have, with its counters and dead letters."""
+
+    def __init__(self, strict_event_types: bool):
+        self._strict = strict_event_types
+        self._counters = InputCounters()
+
+    def events(self, arrivals_lines: Iterable[Tuple[Arrival, bytes]], dead_letters: List[DeadLetter]
+               ) -> Iterable[Tuple[Arrival, Event]]:
+        """(arrival, Event) for every line that is an event; dead letters are
+        appended to `dead_letters`."""
+        read = ignored = 0
+        for arrival, raw in arrivals_lines:
+            read += 1
+            try:
+                event = parse_line(raw, self._strict)
+            except InvalidEvent as e:
+                self._counters.dead_letter(e.reason)
+                dead_letters.append(DeadLetter(raw, e.reason, e.error, *arrival))
+                continue
+            if event is None:
+                ignored += 1
+                continue
+            yield arrival, event
+        self._counters.read.inc(read)
+        self._counters.ignored.inc(ignored)
 
 
 @dataclass(frozen=True)
@@ -115,9 +169,10 @@ class _PlanShards(beam.DoFn):
             yield Shard(path, start, None, first_line, header)
 
 
-class _ParseShard(beam.DoFn):
-    """Reads one shard and yields batches of (arrival, Event); dead letters
-    go to the DEAD_LETTERS output."""
+class _ReadShard(beam.DoFn):
+    """Reads one shard: a JSONL shard leaves as LineBatches, a CSV or Avro
+    one as Batches of (arrival, Event) with its dead letters on the
+    DEAD_LETTERS output."""
 
     def __init__(self, strict_event_types: bool):
         self._strict = strict_event_types
@@ -127,6 +182,9 @@ class _ParseShard(beam.DoFn):
         self._counters = InputCounters()
 
     def process(self, shard: Shard):
+        if file_format(shard.path) == "jsonl":
+            yield from self._line_batches(shard)
+            return
         batch: List[Tuple[Arrival, Event]] = []
         read = ignored = 0
         for line_no, raw, parse in self._records(shard):
@@ -150,20 +208,23 @@ class _ParseShard(beam.DoFn):
         self._counters.read.inc(read)
         self._counters.ignored.inc(ignored)
 
-    def _records(self, shard: Shard):
-        fmt = file_format(shard.path)
-        if fmt == "avro":
-            yield from self._avro_records(shard)
-        elif fmt == "csv":
-            yield from self._csv_records(shard)
-        else:
-            for line_no, raw in _lines(shard):
-                yield line_no, raw, self._parse_json
+    @staticmethod
+    def _line_batches(shard: Shard) -> Iterable[LineBatch]:
+        batch = LineBatch()
+        path = shard.path
+        for line_no, raw in _lines(shard):
+            batch.append(((path, line_no), raw))
+            if len(batch) >= BATCH_EVENTS:
+                yield batch
+                batch = LineBatch()
+        if batch:
+            yield batch
 
-    def _parse_json(self, raw: bytes) -> Optional[Event]:
-        if raw.startswith(_DEAD_LETTER_PREFIX):
-            raw = _unwrap_dead_letter(raw)
-        return parse_event(raw, self._strict)
+    def _records(self, shard: Shard):
+        if file_format(shard.path) == "avro":
+            yield from self._avro_records(shard)
+        else:
+            yield from self._csv_records(shard)
 
     def _csv_records(self, shard: Shard):
         lines = _lines(shard)
@@ -246,7 +307,8 @@ class _Limited(io.RawIOBase):
 
 
 class ReadEvents(beam.PTransform):
-    """Files -> batches of (arrival, Event), plus a DEAD_LETTERS output."""
+    """Files -> LineBatches (JSONL) and Batches of (arrival, Event) (CSV,
+    Avro), plus a DEAD_LETTERS output for the rows that are no event."""
 
     def __init__(self, paths: List[str], strict_event_types: bool = False, shard_bytes: int = SHARD_BYTES):
         super().__init__()
@@ -260,5 +322,5 @@ class ReadEvents(beam.PTransform):
             | "Files" >> beam.Create(self._paths)
             | "PlanShards" >> beam.ParDo(_PlanShards(self._shard_bytes))
             | "SpreadShards" >> beam.Reshuffle()
-            | "Parse" >> beam.ParDo(_ParseShard(self._strict)).with_output_types(Batch).with_outputs(
+            | "Read" >> beam.ParDo(_ReadShard(self._strict)).with_output_types(Batch).with_outputs(
                 DEAD_LETTERS, main="events"))

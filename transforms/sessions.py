@@ -16,9 +16,14 @@ the runner:
 
 What crosses the shuffle is sized for speed and flat memory:
 - Users are hashed into a fixed number of buckets (about `BUCKET_INPUT_BYTES`
-  of input each), and each parsed batch leaves as one columnar segment per
-  bucket: a few thousand elements for a million events, where one element
-  per event is what makes naive Beam sessions slow.
+  of input each), and each batch leaves as one segment per bucket: a few
+  thousand elements for a million events, where one element per event is
+  what makes naive Beam sessions slow.
+- A JSONL line crosses as the bytes it was, routed by its user_id alone
+  (`line_user_id`), and is parsed in its bucket, where it is sessionized:
+  decoded once, with no Events to encode and decode again (that was a sixth
+  of a replay's CPU). A bucket's dead letters leave from there. Events
+  parsed before the shuffle (CSV, Avro) cross as columns of primitives.
 - The DirectRunner holds a batch shuffle in its own memory, so there the
   segments are spilled to local files and only their addresses are shuffled;
   a bucket's events are in memory only while that bucket is sessionized.
@@ -51,6 +56,7 @@ from sessions.sessionizer import GameSwitch, first_copies, sessionize
 from transforms.batches import Batch
 from sessions.triggers import TriggerRule
 from transforms.counters import SessionCounters
+from transforms.read import DEAD_LETTERS, LineBatch, ParsedLines, line_user_id
 from transforms.triggers import TriggerFiring
 from transforms.worker import tune_gc
 
@@ -91,58 +97,82 @@ def bucket_of(user_id: str, buckets: int) -> int:
 # marshal's version 2 writes no back-references: faster to write than the
 # default, and the columns compress about as well without them.
 _MARSHAL_VERSION = 2
+_EVENTS, _LINES = 0, 1  # what a segment holds
 
 
-def encode_segment(items: Sequence[Tuple[Tuple[str, int], Event]]) -> bytes:
-    """(arrival, Event)s -> compressed columns of primitives: marshal is the
-    cheapest serializer of str/int/None, and columns compress best. A batch
-    comes from one shard, so its file names are stored once and indexed."""
-    files, lines, events = [], [], []
-    for (file, line), event in items:
+def _arrival_columns(items: Sequence[Tuple[Tuple[str, int], object]]):
+    """(file names, index of each item's file or None if one file, line
+    numbers, the items' values): a batch comes from one shard, so its file
+    names are stored once."""
+    files, lines, values = [], [], []
+    for (file, line), value in items:
         files.append(file)
         lines.append(line)
-        events.append(event)
+        values.append(value)
     file_names = list(dict.fromkeys(files))
     file_index = None
     if len(file_names) > 1:
         position = {name: i for i, name in enumerate(file_names)}
         file_index = [position[name] for name in files]
+    return file_names, file_index, lines, values
+
+
+def encode_segment(items: Sequence[Tuple[Tuple[str, int], Event]]) -> bytes:
+    """(arrival, Event)s -> columns of primitives: marshal is the cheapest
+    serializer of str/int/None, and columns compress best."""
+    file_names, file_index, lines, events = _arrival_columns(items)
     columns = list(zip(*events))
     columns[6] = [None if stake is None else str(stake) for stake in columns[6]]
     columns[7] = [None if payout is None else str(payout) for payout in columns[7]]
-    return marshal.dumps((file_names, file_index, lines, *columns), _MARSHAL_VERSION)
+    return marshal.dumps((_EVENTS, file_names, file_index, lines, *columns), _MARSHAL_VERSION)
 
 
-def inline_segment(items: Sequence[Tuple[Tuple[str, int], Event]]) -> bytes:
+def encode_lines(items: Sequence[Tuple[Tuple[str, int], bytes]]) -> bytes:
+    """(arrival, JSONL line)s -> a segment of the lines as they were."""
+    file_names, file_index, lines, raws = _arrival_columns(items)
+    return marshal.dumps((_LINES, file_names, file_index, lines, raws), _MARSHAL_VERSION)
+
+
+def inline_segment(data: bytes) -> bytes:
     """A segment as it crosses a runner's shuffle: compressed."""
-    return zlib.compress(encode_segment(items), 1)
+    return zlib.compress(data, 1)
 
 
-def decode_events(data: bytes) -> Iterable[Tuple[Tuple[str, int], Event]]:
-    """The (arrival, Event)s of a segment, built column-wise: each distinct
-    amount string becomes a Decimal once, and the Events are made in C."""
-    file_names, file_index, lines, *columns = marshal.loads(data)
+def decode_segment(data: bytes) -> Tuple[bool, Iterable[Tuple[Tuple[str, int], object]]]:
+    """(whether the values are lines, (arrival, value)s): the values are
+    JSONL lines to parse or Events, built column-wise: each distinct amount
+    string becomes a Decimal once, and the Events are made in C."""
+    kind, file_names, file_index, lines, *columns = marshal.loads(data)
     files = (file_names[:1] * len(lines) if file_index is None
              else list(map(file_names.__getitem__, file_index)))
+    arrivals = zip(files, lines)
+    if kind == _LINES:
+        return True, zip(arrivals, columns[0])
     decimals = {None: None}
     for amounts in (columns[6], columns[7]):
         for text in set(amounts).difference(decimals):
             decimals[text] = Decimal(text)
     columns[6] = list(map(decimals.__getitem__, columns[6]))
     columns[7] = list(map(decimals.__getitem__, columns[7]))
-    return zip(zip(files, lines), map(_make_event, zip(*columns)))
+    return False, zip(arrivals, map(_make_event, zip(*columns)))
 
 
 _make_event = functools.partial(tuple.__new__, Event)  # Event(*fields) without its Python __new__
 
 
 class _SegmentByBucket(beam.DoFn):
-    """One batch of (arrival, Event) -> one (bucket, segment) per user bucket
-    in it; spilled to a file under `spill_dir` when one is given."""
+    """One batch of (arrival, Event) or LineBatch -> one (bucket, segment)
+    per user bucket in it; spilled to a file under `spill_dir` when one is
+    given."""
 
-    def __init__(self, buckets: int, spill_dir: Optional[str]):
+    # Users whose bucket is remembered (a dict lookup instead of a CRC).
+    _KNOWN_USERS = 1 << 16
+
+    def __init__(self, buckets: int, spill_dir: Optional[str], strict_event_types: bool = False):
         self._buckets = buckets
         self._spill_dir = spill_dir
+        self._strict = strict_event_types
+        self._user_buckets = {}
 
     def setup(self):
         tune_gc()
@@ -151,13 +181,19 @@ class _SegmentByBucket(beam.DoFn):
         if not batch:
             return
         by_bucket = defaultdict(list)
-        for arrival_event in batch:
-            by_bucket[bucket_of(arrival_event[1].user_id, self._buckets)].append(arrival_event)
+        if isinstance(batch, LineBatch):
+            for arrival_line in batch:
+                by_bucket[self._bucket_of_line(arrival_line[1])].append(arrival_line)
+            encode = encode_lines
+        else:
+            for arrival_event in batch:
+                by_bucket[self._bucket_of_user(arrival_event[1].user_id)].append(arrival_event)
+            encode = encode_segment
         if self._spill_dir is None:
             for bucket, items in sorted(by_bucket.items()):
-                yield bucket, inline_segment(items)
+                yield bucket, inline_segment(encode(items))
             return
-        segments = [(bucket, encode_segment(items)) for bucket, items in sorted(by_bucket.items())]
+        segments = [(bucket, encode(items)) for bucket, items in sorted(by_bucket.items())]
         # Named by the batch's first arrival: a retried bundle rewrites the same file.
         first_file, first_line = batch[0][0]
         name = hashlib.sha1(f"{first_file}\n{first_line}".encode("utf-8", "surrogateescape")).hexdigest()
@@ -169,6 +205,20 @@ class _SegmentByBucket(beam.DoFn):
                 f.write(data)
                 yield bucket, SpilledSegment(path, offset, len(data))
                 offset += len(data)
+
+    def _bucket_of_user(self, user_id: str) -> int:
+        bucket = self._user_buckets.get(user_id)
+        if bucket is None:
+            if len(self._user_buckets) >= self._KNOWN_USERS:
+                self._user_buckets.clear()
+            bucket = self._user_buckets[user_id] = bucket_of(user_id, self._buckets)
+        return bucket
+
+    def _bucket_of_line(self, raw: bytes) -> int:
+        user_id = line_user_id(raw, self._strict)
+        if user_id is None:  # no event: its dead letter can come from any bucket
+            return zlib.crc32(raw) % self._buckets
+        return self._bucket_of_user(user_id)
 
 
 def _segment_bytes(segment: Segment) -> bytes:
@@ -183,23 +233,32 @@ class _CloseBucket(beam.DoFn):
     """All events of a bucket's users -> the list of their sessions' game
     switches and ends, computed by the shared pure rules, each with the delay
     a perfect live run would have (SPEC §3.1, §3.2), and the campaign
-    triggers they fire (SPEC §7)."""
+    triggers they fire (SPEC §7). Its lines' dead letters go to the
+    DEAD_LETTERS output."""
 
-    def __init__(self, gap_ms: int, trigger_rules: Sequence[TriggerRule] = ()):
+    def __init__(self, gap_ms: int, trigger_rules: Sequence[TriggerRule] = (), strict_event_types: bool = False):
         self._gap_ms = gap_ms
         self._trigger_rules = tuple(trigger_rules)
+        self._strict = strict_event_types
 
     def setup(self):
         tune_gc()
         self._counters = SessionCounters()
+        self._lines = ParsedLines(self._strict)
         self._triggers = TriggerFiring(self._trigger_rules) if self._trigger_rules else None
 
-    def process(self, bucket_segments) -> Iterable[Batch]:
+    def process(self, bucket_segments):
         _, segments = bucket_segments
         by_user = defaultdict(list)
+        dead_letters = []
         for segment in segments:
-            for arrival_event in decode_events(_segment_bytes(segment)):
+            lines, arrivals_values = decode_segment(_segment_bytes(segment))
+            if lines:
+                arrivals_values = self._lines.events(arrivals_values, dead_letters)
+            for arrival_event in arrivals_values:
                 by_user[arrival_event[1][0]].append(arrival_event)
+        for dead_letter in dead_letters:
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead_letter)
         results = []
         for user_id, arrivals_events in by_user.items():
             events, duplicates = first_copies(arrivals_events)
@@ -226,15 +285,16 @@ class _RemoveSpill(beam.DoFn):
 
 
 class ReplaySessions(beam.PTransform):
-    """Batches of (arrival, Event) -> lists of SessionEvents and trigger
-    Firings, one list per user bucket.
+    """LineBatches and Batches of (arrival, Event) -> lists of SessionEvents
+    and trigger Firings, one list per user bucket (the main output), and the
+    dead letters of the lines (DEAD_LETTERS).
 
     `spill_dir`: a local folder, unique to the run, for the segments between
-    parsing and sessionizing (DirectRunner); removed once every bucket is
+    reading and sessionizing (DirectRunner); removed once every bucket is
     closed. None: the runner's shuffle carries them."""
 
     def __init__(self, gap_seconds: int, buckets: int = 1, spill_dir: Optional[str] = None,
-                 trigger_rules: Sequence[TriggerRule] = ()):
+                 trigger_rules: Sequence[TriggerRule] = (), strict_event_types: bool = False):
         super().__init__()
         if buckets < 1:
             raise ValueError(f"buckets must be >= 1, got {buckets}")
@@ -242,16 +302,17 @@ class ReplaySessions(beam.PTransform):
         self._buckets = buckets
         self._spill_dir = spill_dir
         self._trigger_rules = tuple(trigger_rules)
+        self._strict = strict_event_types
 
     def expand(self, batches):
         results = (
             batches
-            | "SegmentByBucket" >> beam.ParDo(_SegmentByBucket(self._buckets, self._spill_dir))
+            | "SegmentByBucket" >> beam.ParDo(_SegmentByBucket(self._buckets, self._spill_dir, self._strict))
             | "GroupByBucket" >> beam.GroupByKey()
-            | "CloseBuckets" >> beam.ParDo(_CloseBucket(self._gap_seconds * 1000, self._trigger_rules)).with_output_types(Batch))
+            | "CloseBuckets" >> beam.ParDo(_CloseBucket(self._gap_seconds * 1000, self._trigger_rules, self._strict))
+            .with_output_types(Batch).with_outputs(DEAD_LETTERS, main="sessions"))
         if self._spill_dir is not None:
-            _ = (results
+            _ = (results.sessions
                  | "AllBucketsClosed" >> beam.combiners.Count.Globally()
                  | "RemoveSpill" >> beam.ParDo(_RemoveSpill(self._spill_dir)))
         return results
-
