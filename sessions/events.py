@@ -30,6 +30,7 @@ BET, WIN, BET_WIN, BET_ROLLBACK, WIN_ROLLBACK, LOGOUT = (
     "bet", "win", "bet_win", "bet_rollback", "win_rollback", "logout")
 SUPPORTED_EVENT_TYPES = frozenset({BET, WIN, BET_WIN, BET_ROLLBACK, WIN_ROLLBACK, LOGOUT})
 _GAME_EVENT_TYPES = frozenset({BET, WIN, BET_WIN})
+BET_TYPES = frozenset({BET, BET_WIN})  # with a stake: bet data (SPEC §2)
 
 # Dead-letter reasons (SPEC §1.1). Every one has a counter of the same name.
 INVALID_JSON = "invalid_json"
@@ -75,7 +76,7 @@ class Event(NamedTuple):
     @property
     def is_bet(self) -> bool:
         """Bet data: the only thing that prolongs a session (SPEC §2)."""
-        return self.stake is not None and self.event_type in (BET, BET_WIN)
+        return self.stake is not None and self.event_type in BET_TYPES
 
     @property
     def fold_order(self):
@@ -83,7 +84,15 @@ class Event(NamedTuple):
         millisecond bets, then wins and rollbacks, then logouts (a win at a
         session's first bet belongs to it, and so does one at its logout);
         then event_id."""
-        return (self.occurred_at, 0 if self.is_bet else 2 if self.event_type == LOGOUT else 1, self.event_id)
+        return fold_key(self)
+
+
+def fold_key(event: Event) -> tuple:
+    """`Event.fold_order` as a sort key: by position, with no property
+    lookups (sorting a user's events by the property cost ~0.5 us each)."""
+    event_type = event[2]
+    return (event[3], 0 if event[6] is not None and event_type in BET_TYPES else 2 if event_type == LOGOUT else 1,
+            event[1])
 
 
 def parse_event(raw: bytes, strict_event_types: bool = False) -> Optional[Event]:

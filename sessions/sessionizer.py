@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Iterable, List, NamedTuple, Optional, Tuple, Union
 
-from sessions.events import EXACT, BET_ROLLBACK, LOGOUT, WIN_ROLLBACK, Event
+from sessions.events import BET_ROLLBACK, BET_TYPES, EXACT, LOGOUT, WIN_ROLLBACK, Event, fold_key
 from sessions.records import Metrics, changed_record, ended_record, gameplay_session_id
 
 INACTIVITY, LOGOUT_END = "inactivity", "logout"  # gs_end_reason (SPEC §3.1)
@@ -54,6 +54,23 @@ class _Tally:
             self.total_win = EXACT.add(self.total_win, payout)
             if payout > self.max_win:
                 self.max_win = payout
+
+    def merge(self, other: "_Tally") -> None:
+        """Adds another tally's events: exact sums, so merging a session's
+        segments gives what one tally of all their events would."""
+        self.events += other.events
+        self.bets_count += other.bets_count
+        self.wins_count += other.wins_count
+        self.bets_rollback_count += other.bets_rollback_count
+        self.wins_rollback_count += other.wins_rollback_count
+        self.total_bet = EXACT.add(self.total_bet, other.total_bet)
+        self.total_win = EXACT.add(self.total_win, other.total_win)
+        self.total_rollback_bet = EXACT.add(self.total_rollback_bet, other.total_rollback_bet)
+        self.total_rollback_win = EXACT.add(self.total_rollback_win, other.total_rollback_win)
+        if other.max_bet > self.max_bet:
+            self.max_bet = other.max_bet
+        if other.max_win > self.max_win:
+            self.max_win = other.max_win
 
     def metrics(self) -> Metrics:
         return Metrics(
@@ -183,21 +200,21 @@ class _Segment:
 
 
 class _OpenSession:
-    __slots__ = ("start", "last_bet", "game_ids", "tally", "segment", "platform", "client_version",
+    """A session's running state. Each event is tallied once, in its game
+    segment; a segment's tally joins the session's (`ended_segments`) when
+    the player switches, and the session's metrics are both together."""
+    __slots__ = ("start", "last_bet", "game_ids", "ended_segments", "segment", "platform", "client_version",
                  "switches", "currency")
 
     def __init__(self, bet: Event):
         self.start = self.last_bet = bet.occurred_at
         self.game_ids = {}  # insertion-ordered set: order of first bet
-        self.tally = _Tally()
+        self.ended_segments = _Tally()
         self.segment = _Segment(bet)
         self.platform = self.client_version = self.currency = None
         self.switches = 0
 
-    def add(self, event: Event, is_bet: Optional[bool] = None) -> None:
-        if is_bet is None:
-            is_bet = event.is_bet
-        self.tally.add(event, is_bet)
+    def add(self, event: Event, is_bet: bool) -> None:
         self.segment.tally.add(event, is_bet)
         if self.platform is None:
             self.platform = event.platform
@@ -209,6 +226,16 @@ class _OpenSession:
                 self.currency = event.currency
             if event.occurred_at > self.last_bet:
                 self.last_bet = event.occurred_at
+
+    def switch_to(self, bet: Event) -> None:
+        self.ended_segments.merge(self.segment.tally)
+        self.segment = _Segment(bet)
+
+    def metrics(self) -> Metrics:
+        tally = _Tally()
+        tally.merge(self.ended_segments)
+        tally.merge(self.segment.tally)
+        return tally.metrics()
 
 
 class Sessionizer:
@@ -236,9 +263,10 @@ class Sessionizer:
         if session is not None and t >= session.last_bet + self.gap_ms:
             results.append(self._close())
             session = None
-        if event.event_type == LOGOUT:
+        event_type = event.event_type
+        if event_type == LOGOUT:
             results.append(LogoutOutsideSession(event) if session is None else self._close(logout_at=t))
-        elif event.is_bet:
+        elif event.stake is not None and event_type in BET_TYPES:  # event.is_bet, without a property call
             if session is None:
                 session = self._open = _OpenSession(event)
             elif event.game_id != session.segment.game_id:
@@ -281,7 +309,7 @@ class Sessionizer:
                 return None
         elif t < segment.start:
             return None
-        session.add(event)
+        session.add(event, event.is_bet)
         return []
 
     def advance_to(self, frontier_ms: int) -> List[Result]:
@@ -308,7 +336,7 @@ class Sessionizer:
             switched_at=bet.occurred_at, game_id=segment.game_id, game_name=segment.game_name,
             new_game_id=bet.game_id, metrics=segment.tally.metrics(), switches_count=session.switches,
             currency=session.currency)
-        session.segment = _Segment(bet)
+        session.switch_to(bet)
         return switch
 
     def _close(self, logout_at: Optional[int] = None) -> SessionEnd:
@@ -323,7 +351,7 @@ class Sessionizer:
             self._closed_until = logout_at + 1
         return SessionEnd(
             user_id=self.user_id, start=session.start, end=session.last_bet,
-            game_ids=tuple(session.game_ids), metrics=session.tally.metrics(),
+            game_ids=tuple(session.game_ids), metrics=session.metrics(),
             platform=session.platform, client_version=session.client_version,
             end_reason=reason, closed_at=closed_at, switches_count=session.switches,
             last_game_id=session.segment.game_id, currency=session.currency)
@@ -333,7 +361,7 @@ def sessionize(user_id: str, events: Iterable[Event], gap_ms: int) -> List[Resul
     """All results for a complete set of one user's (already de-duplicated)
     events, in any order: what a replay computes."""
     sessionizer = Sessionizer(user_id, gap_ms)
-    results = sessionizer.apply_all(sorted(events, key=Event.fold_order.fget))
+    results = sessionizer.apply_all(sorted(events, key=fold_key))
     results.extend(sessionizer.finish())
     return results
 

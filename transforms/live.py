@@ -20,7 +20,7 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Timestamp
 
-from sessions.events import LATE_EVENT, Event
+from sessions.events import LATE_EVENT, Event, fold_key
 from sessions.sessionizer import Sessionizer
 from sessions.triggers import TriggerRule
 from transforms.counters import InputCounters, SessionCounters
@@ -117,7 +117,7 @@ class _LiveSessionizer(beam.DoFn):
                 flush=beam.DoFn.TimerParam(FLUSH)):
         frontier = _ms(fired_at) - self._hold_ms
         waiting = list(pending.read())
-        ready = sorted((d.event for d in waiting if d.event.occurred_at <= frontier), key=Event.fold_order.fget)
+        ready = sorted((d.event for d in waiting if d.event.occurred_at <= frontier), key=fold_key)
         held = [d for d in waiting if d.event.occurred_at > frontier]
         sessionizer = sessionizer_state.read() or Sessionizer(user_id, self._gap_ms)
         results = []
