@@ -284,7 +284,7 @@ def _lines(shard: Shard) -> Iterable[Tuple[int, bytes]]:
         stream = io.BufferedReader(_Limited(f, remaining), buffer_size=1 << 20)
         for line_no, line in enumerate(stream, start=shard.first_line):
             line = line.rstrip(b"\r\n")
-            if line.strip():
+            if line and not line.isspace():  # what strip() would leave empty, without copying the line
                 yield line_no, line
 
 
