@@ -56,7 +56,8 @@ def test_read_events_keeps_file_and_line_across_shards_and_lines_are_parsed_in_t
     write_lines(path, lines)
     with BeamTestPipeline() as p:
         read = p | ReadEvents([path], shard_bytes=500)
-        read_lines = read.events | beam.FlatMap(lambda batch: [(a, raw) for a, raw in batch])
+        read_lines = read.events | beam.FlatMap(
+            lambda batch: [((batch.path, n), raw) for n, raw in zip(batch.line_numbers, batch)])
         assert_that(read_lines, equal_to([((path, n + 1), line.encode()) for n, line in enumerate(lines) if line]),
                     label="lines")
         sessions = read.events | ReplaySessions(300, buckets=3)
@@ -85,7 +86,7 @@ def test_a_batch_leaves_as_one_segment_per_user_bucket():
 def test_lines_go_to_their_users_bucket_unparsed_and_are_parsed_where_it_closes():
     raws = [dumps(e).encode() for e in [ev(1, 0), ev(2, 100_000, user="u4"), ev(3, 200_000, "win"),
                                         ev(4, 1000, game="B")]] + [b'{"truncated', b'{"event_type":"login"}']
-    batch = LineBatch((("day.jsonl", n + 1), raw) for n, raw in enumerate(raws))
+    batch = LineBatch("day.jsonl", list(range(1, len(raws) + 1)), raws)
     fn = _SegmentByBucket(2, None)
     fn.setup()
     out = list(fn.process(batch))
@@ -121,8 +122,8 @@ def test_a_segment_of_several_files_keeps_each_arrival():
     arrivals = [("b.jsonl", 1), ("a.jsonl", 1), ("b.jsonl", 2), ("c.jsonl", 9)]
     assert list(decode_segment(encode_segment(list(zip(arrivals, events))))[1]) == list(zip(arrivals, events))
     raws = [dumps(ev(i, i * 1000)).encode() for i in range(4)]
-    lines, items = decode_segment(encode_lines(list(zip(arrivals, raws))))
-    assert lines and list(items) == list(zip(arrivals, raws))
+    lines, items = decode_segment(encode_lines("b.jsonl", [3, 5, 8, 13], raws))
+    assert lines and list(items) == list(zip([("b.jsonl", n) for n in (3, 5, 8, 13)], raws))
 
 
 def test_spilled_segments_are_addresses_in_one_file_per_batch(tmp_path):
@@ -184,6 +185,10 @@ def test_a_batch_is_sized_from_its_length_not_by_pickling_it():
     coder = BatchCoder()
     assert coder.decode(coder.encode(batch)) == batch
     assert coder.get_impl().estimate_size(batch) < 250_000
+    lines = LineBatch("day.jsonl", [4, 9], [b'{"a":1}', b'{"b":2}'])
+    decoded = coder.decode(coder.encode(lines))
+    assert (type(decoded), decoded.path, decoded.line_numbers, list(decoded)) == (
+        LineBatch, "day.jsonl", [4, 9], [b'{"a":1}', b'{"b":2}'])
 
 
 def test_user_buckets_follow_the_input_size(tmp_path, monkeypatch):

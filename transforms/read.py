@@ -41,7 +41,13 @@ Arrival = Tuple[str, int]
 
 
 class LineBatch(Batch):
-    """(arrival, JSONL line) pairs of one shard, not parsed yet."""
+    """JSONL lines of one shard (`path`), not parsed yet, and their line
+    numbers (`line_numbers`, in step): columns, with no tuple per line."""
+
+    def __init__(self, path: str, line_numbers: List[int], lines: List[bytes]):
+        super().__init__(lines)
+        self.path = path
+        self.line_numbers = line_numbers
 
 
 def parse_line(raw: bytes, strict_event_types: bool = False) -> Optional[Event]:
@@ -210,15 +216,15 @@ class _ReadShard(beam.DoFn):
 
     @staticmethod
     def _line_batches(shard: Shard) -> Iterable[LineBatch]:
-        batch = LineBatch()
-        path = shard.path
+        numbers, lines = [], []
         for line_no, raw in _lines(shard):
-            batch.append(((path, line_no), raw))
-            if len(batch) >= BATCH_EVENTS:
-                yield batch
-                batch = LineBatch()
-        if batch:
-            yield batch
+            numbers.append(line_no)
+            lines.append(raw)
+            if len(lines) >= BATCH_EVENTS:
+                yield LineBatch(shard.path, numbers, lines)
+                numbers, lines = [], []
+        if lines:
+            yield LineBatch(shard.path, numbers, lines)
 
     def _records(self, shard: Shard):
         if file_format(shard.path) == "avro":

@@ -100,37 +100,30 @@ _MARSHAL_VERSION = 2
 _EVENTS, _LINES = 0, 1  # what a segment holds
 
 
-def _arrival_columns(items: Sequence[Tuple[Tuple[str, int], object]]):
-    """(file names, index of each item's file or None if one file, line
-    numbers, the items' values): a batch comes from one shard, so its file
-    names are stored once."""
-    files, lines, values = [], [], []
-    for (file, line), value in items:
+def encode_segment(items: Sequence[Tuple[Tuple[str, int], Event]]) -> bytes:
+    """(arrival, Event)s -> columns of primitives: marshal is the cheapest
+    serializer of str/int/None, and columns compress best. A batch comes
+    from one shard, so its file names are stored once and indexed."""
+    files, lines, events = [], [], []
+    for (file, line), event in items:
         files.append(file)
         lines.append(line)
-        values.append(value)
+        events.append(event)
     file_names = list(dict.fromkeys(files))
     file_index = None
     if len(file_names) > 1:
         position = {name: i for i, name in enumerate(file_names)}
         file_index = [position[name] for name in files]
-    return file_names, file_index, lines, values
-
-
-def encode_segment(items: Sequence[Tuple[Tuple[str, int], Event]]) -> bytes:
-    """(arrival, Event)s -> columns of primitives: marshal is the cheapest
-    serializer of str/int/None, and columns compress best."""
-    file_names, file_index, lines, events = _arrival_columns(items)
     columns = list(zip(*events))
     columns[6] = [None if stake is None else str(stake) for stake in columns[6]]
     columns[7] = [None if payout is None else str(payout) for payout in columns[7]]
     return marshal.dumps((_EVENTS, file_names, file_index, lines, *columns), _MARSHAL_VERSION)
 
 
-def encode_lines(items: Sequence[Tuple[Tuple[str, int], bytes]]) -> bytes:
-    """(arrival, JSONL line)s -> a segment of the lines as they were."""
-    file_names, file_index, lines, raws = _arrival_columns(items)
-    return marshal.dumps((_LINES, file_names, file_index, lines, raws), _MARSHAL_VERSION)
+def encode_lines(path: str, line_numbers: Sequence[int], lines: Sequence[bytes]) -> bytes:
+    """JSONL lines of one file and their numbers -> a segment of the lines as
+    they were."""
+    return marshal.dumps((_LINES, [path], None, line_numbers, lines), _MARSHAL_VERSION)
 
 
 def inline_segment(data: bytes) -> bytes:
@@ -180,23 +173,27 @@ class _SegmentByBucket(beam.DoFn):
     def process(self, batch) -> Iterable[Tuple[int, Segment]]:
         if not batch:
             return
-        by_bucket = defaultdict(list)
         if isinstance(batch, LineBatch):
-            for arrival_line in batch:
-                by_bucket[self._bucket_of_line(arrival_line[1])].append(arrival_line)
-            encode = encode_lines
+            by_bucket = defaultdict(lambda: ([], []))
+            for line_no, raw in zip(batch.line_numbers, batch):
+                numbers, lines = by_bucket[self._bucket_of_line(raw)]
+                numbers.append(line_no)
+                lines.append(raw)
+            encoded = ((bucket, encode_lines(batch.path, *columns)) for bucket, columns in sorted(by_bucket.items()))
+            first_arrival = batch.path, batch.line_numbers[0]
         else:
+            by_bucket = defaultdict(list)
             for arrival_event in batch:
                 by_bucket[self._bucket_of_user(arrival_event[1].user_id)].append(arrival_event)
-            encode = encode_segment
+            encoded = ((bucket, encode_segment(items)) for bucket, items in sorted(by_bucket.items()))
+            first_arrival = batch[0][0]
         if self._spill_dir is None:
-            for bucket, items in sorted(by_bucket.items()):
-                yield bucket, inline_segment(encode(items))
+            for bucket, data in encoded:
+                yield bucket, inline_segment(data)
             return
-        segments = [(bucket, encode(items)) for bucket, items in sorted(by_bucket.items())]
+        segments = list(encoded)
         # Named by the batch's first arrival: a retried bundle rewrites the same file.
-        first_file, first_line = batch[0][0]
-        name = hashlib.sha1(f"{first_file}\n{first_line}".encode("utf-8", "surrogateescape")).hexdigest()
+        name = hashlib.sha1("{}\n{}".format(*first_arrival).encode("utf-8", "surrogateescape")).hexdigest()
         path = os.path.join(self._spill_dir, f"{name}.segments")
         os.makedirs(self._spill_dir, exist_ok=True)
         offset = 0
