@@ -14,10 +14,11 @@ bytes it was, and needs only its user_id (`line_user_id`) to find its group.
 CSV rows and Avro records leave parsed, as `Batch`es of (arrival, Event).
 """
 import csv
+import functools
 import io
 import json
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Tuple
+from typing import Callable, Iterable, List, Optional, Tuple
 
 import apache_beam as beam
 import fastavro
@@ -66,22 +67,23 @@ def line_user_id(raw: bytes, strict_event_types: bool = False) -> Optional[str]:
     return user_id_of(raw, strict_event_types)
 
 
-class ParsedLines:
-    """Parses lines as the read would have, with its counters and dead letters."""
+class EventParser:
+    """Turns read records into events as the read counts them: every record
+    read, the ignored types, a dead letter per reason (SPEC §1.1)."""
 
     def __init__(self, strict_event_types: bool):
         self._strict = strict_event_types
         self._counters = InputCounters()
 
-    def events(self, arrivals_lines: Iterable[Tuple[Arrival, bytes]], dead_letters: List[DeadLetter]
-               ) -> Iterable[Tuple[Arrival, Event]]:
-        """(arrival, Event) for every line that is an event; dead letters are
-        appended to `dead_letters`."""
+    def events(self, records: Iterable[Tuple[Arrival, bytes, Callable[[bytes], Optional[Event]]]],
+               dead_letters: List[DeadLetter]) -> Iterable[Tuple[Arrival, Event]]:
+        """(arrival, raw record, its parse) -> (arrival, Event) for every record
+        that is an event; dead letters are appended to `dead_letters`."""
         read = ignored = 0
-        for arrival, raw in arrivals_lines:
+        for arrival, raw, parse in records:
             read += 1
             try:
-                event = parse_line(raw, self._strict)
+                event = parse(raw)
             except InvalidEvent as e:
                 self._counters.dead_letter(e.reason)
                 dead_letters.append(DeadLetter(raw, e.reason, e.error, *arrival))
@@ -92,6 +94,12 @@ class ParsedLines:
             yield arrival, event
         self._counters.read.inc(read)
         self._counters.ignored.inc(ignored)
+
+    def line_events(self, arrivals_lines: Iterable[Tuple[Arrival, bytes]],
+                    dead_letters: List[DeadLetter]) -> Iterable[Tuple[Arrival, Event]]:
+        """`events` of JSONL lines (parse_line)."""
+        parse = functools.partial(parse_line, strict_event_types=self._strict)
+        return self.events(((arrival, raw, parse) for arrival, raw in arrivals_lines), dead_letters)
 
 
 @dataclass(frozen=True)
@@ -185,34 +193,24 @@ class _ReadShard(beam.DoFn):
 
     def setup(self):
         tune_gc()
-        self._counters = InputCounters()
+        self._parser = EventParser(self._strict)
 
     def process(self, shard: Shard):
         if file_format(shard.path) == "jsonl":
             yield from self._line_batches(shard)
             return
+        dead_letters: List[DeadLetter] = []
         batch: List[Tuple[Arrival, Event]] = []
-        read = ignored = 0
-        for line_no, raw, parse in self._records(shard):
-            read += 1
-            try:
-                event = parse(raw)
-            except InvalidEvent as e:
-                self._counters.dead_letter(e.reason)
-                yield beam.pvalue.TaggedOutput(
-                    DEAD_LETTERS, DeadLetter(raw, e.reason, e.error, shard.path, line_no))
-                continue
-            if event is None:
-                ignored += 1
-                continue
-            batch.append(((shard.path, line_no), event))
+        records = (((shard.path, line_no), raw, parse) for line_no, raw, parse in self._records(shard))
+        for arrival_event in self._parser.events(records, dead_letters):
+            batch.append(arrival_event)
             if len(batch) >= BATCH_EVENTS:
                 yield Batch(batch)
                 batch = []
         if batch:
             yield Batch(batch)
-        self._counters.read.inc(read)
-        self._counters.ignored.inc(ignored)
+        for dead_letter in dead_letters:
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead_letter)
 
     @staticmethod
     def _line_batches(shard: Shard) -> Iterable[LineBatch]:

@@ -29,8 +29,9 @@ What crosses the shuffle is sized for speed and flat memory:
   a bucket's events are in memory only while that bucket is sessionized.
   Spilled segments are not compressed: they go through the page cache and
   are read back within the run, and compressing them cost about 1 us an
-  event, a tenth of a 2-worker replay's CPU (~130 bytes an event of
-  temporary disk instead of ~30, removed when the run ends).
+  event, a tenth of a 2-worker replay's CPU (temporary disk about the size
+  of the uncompressed input instead of a quarter of it, removed when the
+  run ends).
   Runners with a real shuffle (Dataflow, Flink) carry the segments inline,
   compressed (zlib, fastest level): those bytes cross the network.
 - A bucket's results leave as one list, so its files are written without
@@ -56,7 +57,7 @@ from sessions.sessionizer import GameSwitch, first_copies, sessionize
 from transforms.batches import Batch
 from sessions.triggers import TriggerRule
 from transforms.counters import SessionCounters
-from transforms.read import DEAD_LETTERS, LineBatch, ParsedLines, line_user_id
+from transforms.read import DEAD_LETTERS, EventParser, LineBatch, line_user_id
 from transforms.triggers import TriggerFiring
 from transforms.worker import tune_gc
 
@@ -241,7 +242,7 @@ class _CloseBucket(beam.DoFn):
     def setup(self):
         tune_gc()
         self._counters = SessionCounters()
-        self._lines = ParsedLines(self._strict)
+        self._parser = EventParser(self._strict)
         self._triggers = TriggerFiring(self._trigger_rules) if self._trigger_rules else None
 
     def process(self, bucket_segments):
@@ -251,7 +252,7 @@ class _CloseBucket(beam.DoFn):
         for segment in segments:
             lines, arrivals_values = decode_segment(_segment_bytes(segment))
             if lines:
-                arrivals_values = self._lines.events(arrivals_values, dead_letters)
+                arrivals_values = self._parser.line_events(arrivals_values, dead_letters)
             for arrival_event in arrivals_values:
                 by_user[arrival_event[1][0]].append(arrival_event)
         for dead_letter in dead_letters:
