@@ -105,14 +105,16 @@ def common_shaped(draw):
 
 @settings(max_examples=1500, deadline=None)
 @given(common_shaped())
-def test_common_shaped_objects_parse_the_same_both_ways(raw):
+def test_common_shaped_objects_parse_the_same_both_ways_and_route_to_their_user(raw):
     _assert_paths_agree([raw])
+    _assert_routed_to_its_user([raw])
 
 
 @settings(max_examples=1000, deadline=None)
 @given(json_texts())
-def test_arbitrary_texts_parse_the_same_both_ways(text):
+def test_arbitrary_texts_parse_the_same_both_ways_and_route_to_their_user(text):
     _assert_paths_agree([text.encode("utf-8", "surrogatepass")])
+    _assert_routed_to_its_user([text.encode("utf-8", "surrogatepass")])
 
 
 @settings(max_examples=300, deadline=None)
@@ -144,18 +146,6 @@ def _assert_routed_to_its_user(raws):
                 continue
             if event is not None:
                 assert ev.user_id_of(raw, strict) == event.user_id, raw
-
-
-@settings(max_examples=1500, deadline=None)
-@given(common_shaped())
-def test_a_common_shaped_event_is_routed_to_its_user(raw):
-    _assert_routed_to_its_user([raw])
-
-
-@settings(max_examples=1000, deadline=None)
-@given(json_texts())
-def test_an_arbitrary_text_that_is_an_event_is_routed_to_its_user(text):
-    _assert_routed_to_its_user([text.encode("utf-8", "surrogatepass")])
 
 
 def test_every_event_of_a_generated_day_and_the_edge_cases_are_routed_to_their_user():
