@@ -92,9 +92,12 @@ def test_lines_go_to_their_users_bucket_unparsed_and_are_parsed_where_it_closes(
     out = list(fn.process(batch))
     routed = {bucket: decode_segment(_segment_bytes(segment)) for bucket, segment in out}
     assert all(lines for lines, _ in routed.values())
-    by_bucket = {bucket: [arrival[1] for arrival, _ in items] for bucket, (_, items) in routed.items()}
-    assert {1, 3, 4} <= set(by_bucket[bucket_of("u1", 2)]) and 2 in by_bucket[bucket_of("u4", 2)]
-    assert sorted(n for numbers in by_bucket.values() for n in numbers) == [1, 2, 3, 4, 5, 6]
+    by_bucket = {bucket: [(user, arrival[1]) for user, arrival, _ in rows] for bucket, (_, rows) in routed.items()}
+    assert {("u1", 1), ("u1", 3), ("u1", 4)} <= set(by_bucket[bucket_of("u1", 2)])
+    assert ("u4", 2) in by_bucket[bucket_of("u4", 2)]
+    # The truncated line and the login are no event: no user.
+    assert sorted((n, user) for rows in by_bucket.values() for user, n in rows) == [
+        (1, "u1"), (2, "u4"), (3, "u1"), (4, "u1"), (5, None), (6, None)]
     close = _CloseBucket(GAP_MS)
     close.setup()
     outputs = [o for _, segment in out for o in close.process((0, [segment]))]
@@ -103,6 +106,19 @@ def test_lines_go_to_their_users_bucket_unparsed_and_are_parsed_where_it_closes(
     results = [r for o in outputs if isinstance(o, Batch) for r in o]
     assert sorted((r.result.user_id, type(r.result).__name__) for r in results) == [
         ("u1", "GameSwitch"), ("u1", "SessionEnd"), ("u4", "SessionEnd")]
+
+
+def test_a_users_parsed_events_and_lines_meet_in_one_session():
+    """CSV/Avro events cross parsed, JSONL lines unparsed: one user's of both
+    kinds are sessionized together."""
+    bet = parse_event(dumps(ev(1, 0)).encode())
+    switch_line = dumps(ev(2, 1000, game="B")).encode()
+    close = _CloseBucket(GAP_MS)
+    close.setup()
+    (results,) = close.process((0, [inline_segment(encode_segment([(("a.csv", 2), bet)])),
+                                    inline_segment(encode_lines("b.jsonl", [1], [switch_line], ["u1"], [0]))]))
+    assert sorted((type(r.result).__name__, r.result.metrics.bets_count) for r in results) == [
+        ("GameSwitch", 1), ("SessionEnd", 2)]
 
 
 def test_a_segment_keeps_every_field_exactly():
@@ -122,8 +138,8 @@ def test_a_segment_of_several_files_keeps_each_arrival():
     arrivals = [("b.jsonl", 1), ("a.jsonl", 1), ("b.jsonl", 2), ("c.jsonl", 9)]
     assert list(decode_segment(encode_segment(list(zip(arrivals, events))))[1]) == list(zip(arrivals, events))
     raws = [dumps(ev(i, i * 1000)).encode() for i in range(4)]
-    lines, items = decode_segment(encode_lines("b.jsonl", [3, 5, 8, 13], raws))
-    assert lines and list(items) == list(zip([("b.jsonl", n) for n in (3, 5, 8, 13)], raws))
+    lines, rows = decode_segment(encode_lines("b.jsonl", [3, 5, 8, 13], raws, ["u1", None], [0, 0, 1, 0]))
+    assert lines and list(rows) == list(zip(["u1", "u1", None, "u1"], [("b.jsonl", n) for n in (3, 5, 8, 13)], raws))
 
 
 def test_spilled_segments_are_addresses_in_one_file_per_batch(tmp_path):

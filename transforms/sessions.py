@@ -19,11 +19,13 @@ What crosses the shuffle is sized for speed and flat memory:
   of input each), and each batch leaves as one segment per bucket: a few
   thousand elements for a million events, where one element per event is
   what makes naive Beam sessions slow.
-- A JSONL line crosses as the bytes it was, routed by its user_id alone
+- A JSONL line crosses as the bytes it was, with the user_id that routed it
   (`line_user_id`), and is parsed in its bucket, where it is sessionized:
   decoded once, with no Events to encode and decode again (that was a sixth
-  of a replay's CPU). A bucket's dead letters leave from there. Events
-  parsed before the shuffle (CSV, Avro) cross as columns of primitives.
+  of a replay's CPU). The bucket parses one user's lines at a time, so its
+  Events are never all in memory at once. A bucket's dead letters leave from
+  there. Events parsed before the shuffle (CSV, Avro) cross as columns of
+  primitives.
 - The DirectRunner holds a batch shuffle in its own memory, so there the
   segments are spilled to local files and only their addresses are shuffled;
   a bucket's events are in memory only while that bucket is sessionized.
@@ -121,10 +123,12 @@ def encode_segment(items: Sequence[Tuple[Tuple[str, int], Event]]) -> bytes:
     return marshal.dumps((_EVENTS, file_names, file_index, lines, *columns), _MARSHAL_VERSION)
 
 
-def encode_lines(path: str, line_numbers: Sequence[int], lines: Sequence[bytes]) -> bytes:
-    """JSONL lines of one file and their numbers -> a segment of the lines as
-    they were."""
-    return marshal.dumps((_LINES, [path], None, line_numbers, lines), _MARSHAL_VERSION)
+def encode_lines(path: str, line_numbers: Sequence[int], lines: Sequence[bytes], users: Sequence[Optional[str]],
+                 user_index: Sequence[int]) -> bytes:
+    """JSONL lines of one file, their numbers and their users (`users`, the
+    distinct ones, None for a line that is no event; `user_index`, a line's
+    user in it) -> a segment of the lines as they were."""
+    return marshal.dumps((_LINES, [path], None, line_numbers, lines, users, user_index), _MARSHAL_VERSION)
 
 
 def inline_segment(data: bytes) -> bytes:
@@ -132,16 +136,18 @@ def inline_segment(data: bytes) -> bytes:
     return zlib.compress(data, 1)
 
 
-def decode_segment(data: bytes) -> Tuple[bool, Iterable[Tuple[Tuple[str, int], object]]]:
-    """(whether the values are lines, (arrival, value)s): the values are
-    JSONL lines to parse or Events, built column-wise: each distinct amount
-    string becomes a Decimal once, and the Events are made in C."""
+def decode_segment(data: bytes) -> Tuple[bool, Iterable[tuple]]:
+    """(whether the segment holds lines, its rows): (user_id, arrival, line)
+    for JSONL lines to parse, (arrival, Event) otherwise, the Events built
+    column-wise: each distinct amount string becomes a Decimal once, and the
+    Events are made in C."""
     kind, file_names, file_index, lines, *columns = marshal.loads(data)
     files = (file_names[:1] * len(lines) if file_index is None
              else list(map(file_names.__getitem__, file_index)))
     arrivals = zip(files, lines)
     if kind == _LINES:
-        return True, zip(arrivals, columns[0])
+        raws, users, user_index = columns
+        return True, zip(map(users.__getitem__, user_index), arrivals, raws)
     decimals = {None: None}
     for amounts in (columns[6], columns[7]):
         for text in set(amounts).difference(decimals):
@@ -175,12 +181,17 @@ class _SegmentByBucket(beam.DoFn):
         if not batch:
             return
         if isinstance(batch, LineBatch):
-            by_bucket = defaultdict(lambda: ([], []))
+            by_bucket = defaultdict(lambda: ([], [], {}, []))
             for line_no, raw in zip(batch.line_numbers, batch):
-                numbers, lines = by_bucket[self._bucket_of_line(raw)]
+                user_id = line_user_id(raw, self._strict)
+                # A line that is no event can leave its dead letter from any bucket.
+                bucket = zlib.crc32(raw) % self._buckets if user_id is None else self._bucket_of_user(user_id)
+                numbers, lines, users, user_index = by_bucket[bucket]
                 numbers.append(line_no)
                 lines.append(raw)
-            encoded = ((bucket, encode_lines(batch.path, *columns)) for bucket, columns in sorted(by_bucket.items()))
+                user_index.append(users.setdefault(user_id, len(users)))
+            encoded = ((bucket, encode_lines(batch.path, numbers, lines, list(users), user_index))
+                       for bucket, (numbers, lines, users, user_index) in sorted(by_bucket.items()))
             first_arrival = batch.path, batch.line_numbers[0]
         else:
             by_bucket = defaultdict(list)
@@ -212,12 +223,6 @@ class _SegmentByBucket(beam.DoFn):
             bucket = self._user_buckets[user_id] = bucket_of(user_id, self._buckets)
         return bucket
 
-    def _bucket_of_line(self, raw: bytes) -> int:
-        user_id = line_user_id(raw, self._strict)
-        if user_id is None:  # no event: its dead letter can come from any bucket
-            return zlib.crc32(raw) % self._buckets
-        return self._bucket_of_user(user_id)
-
 
 def _segment_bytes(segment: Segment) -> bytes:
     if isinstance(segment, bytes):
@@ -247,18 +252,27 @@ class _CloseBucket(beam.DoFn):
 
     def process(self, bucket_segments):
         _, segments = bucket_segments
-        by_user = defaultdict(list)
-        dead_letters = []
+        by_user = defaultdict(list)  # (arrival, Event)s parsed before the shuffle
+        lines_by_user = defaultdict(list)  # (arrival, line)s, parsed one user at a time
         for segment in segments:
-            lines, arrivals_values = decode_segment(_segment_bytes(segment))
+            lines, rows = decode_segment(_segment_bytes(segment))
             if lines:
-                arrivals_values = self._parser.line_events(arrivals_values, dead_letters)
-            for arrival_event in arrivals_values:
-                by_user[arrival_event[1][0]].append(arrival_event)
-        for dead_letter in dead_letters:
-            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead_letter)
+                for user_id, arrival, raw in rows:
+                    lines_by_user[user_id].append((arrival, raw))
+            else:
+                for arrival_event in rows:
+                    by_user[arrival_event[1][0]].append(arrival_event)
+        dead_letters = []
+        # Lines with no user are no event (dead letters, ignored types).
+        for arrival_event in self._parser.line_events(lines_by_user.pop(None, ()), dead_letters):
+            by_user[arrival_event[1][0]].append(arrival_event)
         results = []
-        for user_id, arrivals_events in by_user.items():
+        # A user's lines become Events only when the user is sessionized: a
+        # bucket's Events are never all in memory at once (the memory they
+        # took cost more in page faults than parsing them).
+        for user_id in [*lines_by_user, *(user for user in by_user if user not in lines_by_user)]:
+            arrivals_events = by_user.pop(user_id, [])
+            arrivals_events.extend(self._parser.line_events(lines_by_user.pop(user_id, ()), dead_letters))
             events, duplicates = first_copies(arrivals_events)
             self._counters.used.inc(len(events))
             self._counters.duplicates.inc(duplicates)
@@ -266,6 +280,8 @@ class _CloseBucket(beam.DoFn):
             results.extend(emitted)
             if self._triggers is not None:
                 results.extend(self._triggers.fire(emitted, cooldowns={}))
+        for dead_letter in dead_letters:
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead_letter)
         if results:
             yield Batch(results)
 
