@@ -89,3 +89,21 @@ def test_a_deeply_nested_dead_letter_lookalike_is_left_as_it_is():
     from transforms.read import _unwrap_dead_letter
     raw = b'{"dead_letter_reason":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     assert _unwrap_dead_letter(raw) == raw
+
+
+def test_a_csv_shards_events_and_dead_letters_leave_a_batch_at_a_time(tmp_path, monkeypatch):
+    """A compressed file is one shard: its dead letters must not wait for its end."""
+    import apache_beam as beam
+    import transforms.read as read
+    from transforms.batches import Batch
+    monkeypatch.setattr(read, "BATCH_EVENTS", 2)
+    rows = ["event_id,user_id,event_type,occurred_at,game_id,bet_amount"] + [
+        f"e{n},u1,bet,{1767731000000 + n},G,{'x' if n % 2 else '1'}" for n in range(6)]
+    path = write(str(tmp_path / "day.csv.gz"), ("\n".join(rows) + "\n").encode())
+    fn = read._ReadShard(False)
+    fn.setup()
+    (shard,) = _PlanShards(1 << 20).process(path)
+    out = [("dead", o.value.line) if isinstance(o, beam.pvalue.TaggedOutput) else ("events", [a[1] for a, _ in o])
+           for o in fn.process(shard)]
+    assert all(isinstance(o, Batch) for o in fn.process(shard) if not isinstance(o, beam.pvalue.TaggedOutput))
+    assert out == [("events", [2]), ("dead", 3), ("events", [4]), ("dead", 5), ("events", [6]), ("dead", 7)]

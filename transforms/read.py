@@ -16,6 +16,7 @@ CSV rows and Avro records leave parsed, as `Batch`es of (arrival, Event).
 import csv
 import functools
 import io
+import itertools
 import json
 from dataclasses import dataclass
 from typing import Callable, Iterable, List, Optional, Tuple
@@ -72,7 +73,7 @@ class EventParser:
     read, the ignored types, a dead letter per reason (SPEC §1.1)."""
 
     def __init__(self, strict_event_types: bool):
-        self._strict = strict_event_types
+        self._parse_line = functools.partial(parse_line, strict_event_types=strict_event_types)
         self._counters = InputCounters()
 
     def events(self, records: Iterable[Tuple[Arrival, bytes, Callable[[bytes], Optional[Event]]]],
@@ -98,7 +99,7 @@ class EventParser:
     def line_events(self, arrivals_lines: Iterable[Tuple[Arrival, bytes]],
                     dead_letters: List[DeadLetter]) -> Iterable[Tuple[Arrival, Event]]:
         """`events` of JSONL lines (parse_line)."""
-        parse = functools.partial(parse_line, strict_event_types=self._strict)
+        parse = self._parse_line
         return self.events(((arrival, raw, parse) for arrival, raw in arrivals_lines), dead_letters)
 
 
@@ -199,18 +200,19 @@ class _ReadShard(beam.DoFn):
         if file_format(shard.path) == "jsonl":
             yield from self._line_batches(shard)
             return
-        dead_letters: List[DeadLetter] = []
-        batch: List[Tuple[Arrival, Event]] = []
         records = (((shard.path, line_no), raw, parse) for line_no, raw, parse in self._records(shard))
-        for arrival_event in self._parser.events(records, dead_letters):
-            batch.append(arrival_event)
-            if len(batch) >= BATCH_EVENTS:
-                yield Batch(batch)
-                batch = []
-        if batch:
-            yield Batch(batch)
-        for dead_letter in dead_letters:
-            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead_letter)
+        # A batch's worth of records at a time: a compressed file is one
+        # shard, and neither its events nor its dead letters wait for its end.
+        while True:
+            chunk = list(itertools.islice(records, BATCH_EVENTS))
+            if not chunk:
+                return
+            dead_letters: List[DeadLetter] = []
+            batch = Batch(self._parser.events(chunk, dead_letters))
+            if batch:
+                yield batch
+            for dead_letter in dead_letters:
+                yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead_letter)
 
     @staticmethod
     def _line_batches(shard: Shard) -> Iterable[LineBatch]:
