@@ -319,7 +319,7 @@ def _load_phase(job: LiveJob, phase: int, rate: int, args) -> bool:
                               phase=f"r{phase}-")
     published = live_load.publish(job.publisher, messages, on_schedule=True)
     finished = live_load.wait_for_last_sessions(messages, job.outputs, job.process,
-                                                 deadline=time.time() + args.drain_seconds)
+                                                deadline=time.time() + args.drain_seconds)
     time.sleep(3)  # what is still in flight to the collectors
 
     def this_phase(received: Received) -> bool:
