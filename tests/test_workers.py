@@ -1,6 +1,9 @@
 """The plain replay command uses every core; explicit worker flags win."""
 import gc
 import os
+import platform
+import subprocess
+import sys
 
 import pytest
 from apache_beam.options.pipeline_options import DirectOptions
@@ -43,8 +46,8 @@ def test_streaming_is_left_alone():
     assert _workers(argv) == ("in_memory", 1)
 
 
-def test_tune_gc_freezes_once_and_raises_the_young_threshold(monkeypatch):
-    monkeypatch.setattr(worker, "_tuned", False)
+def test_tune_gc_freezes_once_per_process_and_raises_the_young_threshold(monkeypatch):
+    monkeypatch.setattr(worker, "_tuned_in", None)
     before = gc.get_threshold()
     try:
         worker.tune_gc()
@@ -52,9 +55,26 @@ def test_tune_gc_freezes_once_and_raises_the_young_threshold(monkeypatch):
         gc.set_threshold(*before)
         worker.tune_gc()  # once per process
         assert gc.get_threshold() == before
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:  # a forked worker tunes itself again
+            worker.tune_gc()
+            os.write(write, b"%d" % gc.get_threshold()[0])
+            os._exit(0)
+        os.waitpid(child, 0)
+        assert int(os.read(read, 32)) == worker.YOUNG_THRESHOLD
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_malloc_arenas_are_limited_where_glibc_allows(tmp_path):
+    # In a child: the setting stays with the process that made it.
+    script = ("import sys; from transforms.worker import limit_malloc_arenas; "
+              "sys.exit(0 if limit_malloc_arenas() else 3)")
+    code = subprocess.run([sys.executable, "-c", script], cwd=os.path.dirname(os.path.dirname(__file__))).returncode
+    libc, _ = platform.libc_ver()
+    assert code == (0 if libc == "glibc" else 3)
 
 
 def test_the_two_benign_worker_notices_are_dropped_and_nothing_else():

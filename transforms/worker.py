@@ -1,4 +1,4 @@
-"""Garbage-collector settings of a replay worker process.
+"""Garbage-collector and allocator settings of a local replay's processes.
 
 A replay allocates a few container objects per event (tuples of a segment's
 rows, Events, lists), nearly all freed by reference counting, never in
@@ -17,21 +17,46 @@ safe: collection still runs, only less often (cyclic garbage waits at most
 100k allocations, a few MB, before the young collection finds it), and
 objects frozen at setup are still freed by reference counting; only a cycle
 among them would outlive its use, and module-level objects live as long as
-the process anyway.
+the process anyway. The job's own process tunes itself the same way before
+it forks the fork server (pipelines/game_sessions.py): it builds and
+supervises the run with every module loaded, and a full collection there
+walked them all too.
+
+`limit_malloc_arenas`: glibc gives every thread that allocates a malloc
+arena of its own (up to 8 per core) and keeps what the thread freed there.
+The job's process runs gRPC's threads and one thread per bundle, and each
+stage left another arena of freed buffers resident: measured at 4M events,
+peak RSS summed over the job's processes 898 MB with glibc's default, 841
+with 2 arenas, 816 with 1 (wall time within the run-to-run spread).
 """
+import ctypes
 import gc
+import os
 
 YOUNG_THRESHOLD = 100_000
-_tuned = False
+MALLOC_ARENAS = 2
+_M_ARENA_MAX = -8  # glibc's malloc.h
+_tuned_in = None  # the process that tuned itself; a forked child tunes again
 
 
 def tune_gc() -> None:
-    """Once per process; later calls do nothing."""
-    global _tuned
-    if _tuned:
+    """Once per process; later calls do nothing. A child forked after the
+    call collects and freezes what it added since (little)."""
+    global _tuned_in
+    if _tuned_in == os.getpid():
         return
-    _tuned = True
+    _tuned_in = os.getpid()
     gc.collect()
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(YOUNG_THRESHOLD, max(older, 20), oldest)
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Caps glibc's malloc arenas for this process and the ones it forks
+    later. False where the C library has no such setting (not glibc)."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return mallopt(_M_ARENA_MAX, arenas) == 1
