@@ -326,7 +326,10 @@ class ReplaySessions(beam.PTransform):
             | "CloseBuckets" >> beam.ParDo(_CloseBucket(self._gap_seconds * 1000, self._trigger_rules, self._strict))
             .with_output_types(Batch).with_outputs(DEAD_LETTERS, main="sessions"))
         if self._spill_dir is not None:
+            # One group of every bucket's result: it exists once all are
+            # closed. (Count.Globally did the same with two more stages.)
             _ = (results.sessions
-                 | "AllBucketsClosed" >> beam.combiners.Count.Globally()
+                 | "Closed" >> beam.Map(lambda _: (None, None))
+                 | "AllBucketsClosed" >> beam.GroupByKey()
                  | "RemoveSpill" >> beam.ParDo(_RemoveSpill(self._spill_dir)))
         return results
