@@ -229,3 +229,19 @@ def test_a_logout_ends_the_session_when_the_watermark_passes_it_not_after_the_ga
         assert second["gs_end_reason"] == "inactivity" and second["gs_bets_count"] == 1
         records_equal(events)(emitted)
     run_live(in_order_steps(events), check)
+
+
+def test_load_latency_is_measured_to_the_outputs_publish_time_when_asked():
+    """tools.live_load.figures: "available" is the emulator's publish time of
+    the output message (tools.flink_live load), else the collector's pull."""
+    from tools.live_load import LoadResult, Message, figures
+    from tools.live_scenario import Received
+    switch = {"event_id": "b1", "user_id": "u", "event_type": "bet", "occurred_at": 10_000, "game_id": "G2"}
+    messages = [Message(10_300, json.dumps(switch).encode(), switch)]
+    changed = Received(arrived_ms=12_000, attributes={}, published_ms=11_700, data=json.dumps(
+        {"user_id": "u", "gs_session_end_date": 10_000, "gs_game_new_id": "G2"}).encode())
+    result = LoadResult(messages, [10_300], {"changed": [changed], "ended": [], "dead": []}, True, "", True)
+    by_publish = figures(result, 5, 1, available="publish_time", accepted_ms={messages[0].body: 10_310})
+    assert by_publish.changed == [1.4] and by_publish.changed_arrived == [1.7]
+    assert by_publish.changed_after_due == [0.7] and by_publish.accepted_lag == [0.01]
+    assert figures(result, 5, 1).changed == [1.7]

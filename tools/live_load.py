@@ -229,37 +229,64 @@ class Figures:
     published_late: int  # handed to the client more than the disorder bound after they happened
     publisher_lag: List[float]  # s, handed to the client - occurred_at
     processing_rate: float  # events/s the job sustained (see processing_rate())
-    changed: List[float]  # s, switching bet published -> changed received
-    ended: List[float]  # s, end + gap -> ended received
+    changed: List[float]  # s, switching bet published -> changed available (see `available`)
+    ended: List[float]  # s, end + gap -> ended available
     changed_first_quarter_p50: float
     changed_last_quarter_p50: float
+    # What "available" means: "publish_time" (the emulator accepted the output
+    # message: from then on any subscriber can pull it) or "arrived" (the
+    # load tool's own collector pulled it).
+    available: str = "arrived"
+    changed_arrived: List[float] = field(default_factory=list)  # the same, to the collector's pull
+    changed_after_due: List[float] = field(default_factory=list)  # s, switch + disorder bound -> available
+    accepted_lag: List[float] = field(default_factory=list)  # s, switching bet handed to the client -> accepted
 
 
-def figures(result: LoadResult, gap_s: int, disorder_s: int) -> Figures:
+def _available_ms(message: Received, available: str) -> int:
+    if available == "publish_time" and message.published_ms is not None:
+        return message.published_ms
+    return message.arrived_ms
+
+
+def figures(result: LoadResult, gap_s: int, disorder_s: int, available: str = "arrived",
+            accepted_ms: Optional[Dict[bytes, int]] = None) -> Figures:
+    """Latency figures. `available`: "arrived" (when the collector pulled an
+    output message) or "publish_time" (when the emulator accepted it, i.e.
+    when any subscriber could have it). `accepted_ms`: input body -> when the
+    emulator accepted it, if known."""
     published = result.published_ms
     span_s = max(published[-1] - published[0], 1) / 1000
     lag = [(at - m.event["occurred_at"]) / 1000 for m, at in zip(result.messages, published)]
     late = sum(1 for seconds in lag if seconds > disorder_s)
-    switch_index = {}  # (user, time, new game) -> (publish order, published ms)
+    switch_index = {}  # (user, time, new game) -> (publish order, published ms, body)
     for index, (m, at) in enumerate(zip(result.messages, published)):
         if m.event["event_type"] == "bet":
-            switch_index.setdefault((m.event["user_id"], m.event["occurred_at"], m.event["game_id"]), (index, at))
-    changed = []  # (publish order of the switching bet, published ms, received ms)
+            switch_index.setdefault((m.event["user_id"], m.event["occurred_at"], m.event["game_id"]),
+                                    (index, at, m.body))
+    changed = []  # (publish order of the switching bet, published ms, available ms, arrived ms, switch ms, body)
     for message in result.received["changed"]:
         record = json.loads(message.data)
         key = (record["user_id"], record["gs_session_end_date"], record["gs_game_new_id"])
         if key in switch_index:
-            changed.append((*switch_index[key], message.arrived_ms))
+            index, at, body = switch_index[key]
+            changed.append((index, at, _available_ms(message, available), message.arrived_ms,
+                            record["gs_session_end_date"], body))
     changed.sort()
-    ended = [(m.arrived_ms - json.loads(m.data)["gs_session_end_date"] - gap_s * 1000) / 1000
+    ended = [(_available_ms(m, available) - json.loads(m.data)["gs_session_end_date"] - gap_s * 1000) / 1000
              for m in result.received["ended"] if json.loads(m.data)["user_id"] != "probe"]
-    latencies = [(arrived - at) / 1000 for _, at, arrived in changed]
+    latencies = [(ready - at) / 1000 for _, at, ready, *_ in changed]
     quarter = max(1, len(latencies) // 4)
+    accepted = accepted_ms or {}
     return Figures(
         events=len(published), publish_rate=len(published) / span_s, published_late=late, publisher_lag=lag,
-        processing_rate=processing_rate(changed, published[0]), changed=latencies, ended=ended,
+        processing_rate=processing_rate([(i, at, ready) for i, at, ready, *_ in changed], published[0]),
+        changed=latencies, ended=ended,
         changed_first_quarter_p50=statistics.median(latencies[:quarter]) if latencies else float("nan"),
-        changed_last_quarter_p50=statistics.median(latencies[-quarter:]) if latencies else float("nan"))
+        changed_last_quarter_p50=statistics.median(latencies[-quarter:]) if latencies else float("nan"),
+        available=available,
+        changed_arrived=[(arrived - at) / 1000 for _, at, _, arrived, *_ in changed],
+        changed_after_due=[(ready - switch - disorder_s * 1000) / 1000 for _, _, ready, _, switch, _ in changed],
+        accepted_lag=[(accepted[body] - at) / 1000 for _, at, _, _, _, body in changed if body in accepted])
 
 
 def processing_rate(changed: List[Tuple[int, int, int]], first_published_ms: int) -> float:
@@ -313,11 +340,21 @@ def report(title: str, result: LoadResult, comparison: Comparison, f: Figures,
           f"late_event {comparison.late_events}, other dead letters {dict(comparison.other_dead_letters)}"
           f"{'' if result.finished else '; NOT FINISHED before the deadline'}"
           f"{'' if result.job_alive_at_end else '; THE JOB DIED (see its log)'}")
-    print(f"{'latency (s)':<44}{'p50':>8}{'p95':>8}{'max':>8}{'n':>7}")
-    for values, label in ((f.changed, "switching bet published -> changed arrives"),
-                          (f.ended, "end + gap -> ended arrives")):
+    if f.available == "publish_time":
+        print("latency: until the output message is available in its topic (its publish time in the "
+              "emulator), from when the switching bet was handed to the publisher client")
+        rows = ((f.changed, "switching bet published -> changed available"),
+                (f.ended, "end + gap -> ended available"),
+                (f.changed_arrived, "  (changed, to the load tool's pull)"),
+                (f.changed_after_due, "  (changed, switch + disorder bound -> avail.)"),
+                (f.accepted_lag, "  (switching bet handed -> emulator accepted)"))
+    else:
+        rows = ((f.changed, "switching bet published -> changed arrives"),
+                (f.ended, "end + gap -> ended arrives"))
+    print(f"{'latency (s)':<48}{'p50':>8}{'p95':>8}{'max':>8}{'n':>7}")
+    for values, label in rows:
         if values:
-            print(f"{label:<44}{statistics.median(values):>8.2f}{percentile(values, 0.95):>8.2f}"
+            print(f"{label:<48}{statistics.median(values):>8.2f}{percentile(values, 0.95):>8.2f}"
                   f"{max(values):>8.2f}{len(values):>7}")
     print("EXACT" if comparison.exact and result.finished else "NOT EXACT", file=sys.stderr)
 

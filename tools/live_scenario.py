@@ -42,9 +42,12 @@ TRIGGERS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 
 @dataclass
 class Received:
-    arrived_ms: int
+    arrived_ms: int  # wall ms the collector's pull returned it
     data: bytes
     attributes: Dict[str, str]
+    # When the emulator accepted it (the message's publish_time): from then on
+    # any subscriber can have it, however often the collector happens to pull.
+    published_ms: Optional[int] = None
 
 
 @dataclass
@@ -83,13 +86,20 @@ class ScenarioResult:
 
 def live_records(result, topic: str) -> List[dict]:
     """What the job emitted on an output topic (a ScenarioResult's or a
-    live_load run's), the start-up probe left out."""
+    live_load run's), the start-up probes (user "probe", or "probe-N" on
+    Flink) left out."""
     records = [from_json(m.data) for m in result.received[topic]]
-    return [r for r in records if r["user_id"] != "probe"]
+    return [r for r in records if r["user_id"] != "probe" and not r["user_id"].startswith("probe-")]
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _publish_time_ms(message) -> Optional[int]:
+    """The publish time Pub/Sub (the emulator) gave a pulled message, in epoch ms."""
+    stamp = message.publish_time
+    return int(round(stamp.timestamp() * 1000)) if stamp else None
 
 
 class Collector(threading.Thread):
@@ -114,7 +124,8 @@ class Collector(threading.Thread):
                 continue
             arrived = now_ms()
             for rm in response.received_messages:
-                self._sink.append(Received(arrived, rm.message.data, dict(rm.message.attributes)))
+                self._sink.append(Received(arrived, rm.message.data, dict(rm.message.attributes),
+                                           _publish_time_ms(rm.message)))
             if response.received_messages:
                 try:
                     client.acknowledge(request={"subscription": self._subscription,
