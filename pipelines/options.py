@@ -114,6 +114,12 @@ class FlinkStreamingOptions(PipelineOptions):
             help="Flink: every this many milliseconds the Pub/Sub read's watermark is passed on; "
                  "results wait for it. Default: Flink's (200).")
         group.add_argument(
+            "--flink_conf_dir", default=None,
+            help="Flink: a directory whose flink-conf.yaml the job server reads when it builds the "
+                 "job: job-level Flink settings Beam has no option for, e.g. execution.buffer-timeout "
+                 "(`make flink-cluster` writes one to $FLINK_RUN_DIR/client-conf). Default: "
+                 "$FLINK_CONF_DIR of the job server, if set.")
+        group.add_argument(
             "--operator_chaining", type=_true_or_false, default=None,
             help="Flink: true/false; false runs every transform as its own Flink task (clearer in "
                  "Flink's web UI, slower). Default: Flink's (true).")

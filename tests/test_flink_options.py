@@ -44,7 +44,7 @@ def test_id_label_is_refused_on_flink_which_cannot_honour_it():
 def test_flink_options_are_typed_and_reach_java_under_beams_names():
     options = CommandLineOptions(["--checkpointing_interval=5000", "--operator_chaining=false",
                                   "--java_pubsub_root_url=http://127.0.0.1:8085", "--max_bundle_time_millis=100",
-                                  "--auto_watermark_interval=50"])
+                                  "--auto_watermark_interval=50", "--flink_conf_dir=/tmp/run/client-conf"])
     flink = options.view_as(FlinkStreamingOptions)
     assert flink.checkpointing_interval == 5000 and flink.operator_chaining is False
     # Java's PubsubOptions.pubsubRootUrl is beam:option:pubsub_root_url:v1 on the wire,
@@ -52,6 +52,8 @@ def test_flink_options_are_typed_and_reach_java_under_beams_names():
     assert options.get_all_options()["pubsub_root_url"] == "http://127.0.0.1:8085"
     assert options.get_all_options()["max_bundle_time_mills"] == 100
     assert options.get_all_options()["auto_watermark_interval"] == 50
+    # FlinkPipelineOptions.flinkConfDir: the job server builds the job with that flink-conf.yaml.
+    assert options.get_all_options()["flink_conf_dir"] == "/tmp/run/client-conf"
 
 
 def test_the_java_read_registers_the_urn_python_asks_for():

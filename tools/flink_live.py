@@ -24,7 +24,7 @@ import urllib.request
 from typing import Dict, List, Optional
 
 from tools.live_scenario import (
-    GAMES, JOB_SUBSCRIPTION, SUBSCRIPTIONS, Collector, Received, live_records, now_ms, stop_job)
+    GAMES, JOB_SUBSCRIPTION, PROJECT, SUBSCRIPTIONS, Collector, Received, live_records, now_ms, stop_job)
 from tools import live_load, live_scenario
 from tools.pubsub_emulator import PubSubEmulator
 
@@ -32,15 +32,23 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The live job on Flink publishes no campaign triggers: live_scenario's topics without them.
 TOPICS = {name: live_scenario.TOPICS[name] for name in ("events", "ended", "changed", "dead")}
 READERS = {name: SUBSCRIPTIONS[name] for name in ("ended", "changed", "dead")}
+# A second subscription to the input topic (load only): when the emulator accepted each input.
+AUDIT_SUBSCRIPTION = f"{PROJECT}/subscriptions/events-audit"
+# Users of the start-up probe: enough keys that both parallel instances of the sessions step see one.
+PROBE_USERS = [f"probe-{k}" for k in range(4)]
 EMULATOR_PORT = int(os.environ.get("PUBSUB_EMULATOR_HOST", "127.0.0.1:8085").rsplit(":", 1)[1])
 REST = f"http://127.0.0.1:{os.environ.get('FLINK_REST_PORT', '8081')}"
 EXPANSION = f"127.0.0.1:{os.environ.get('EXPANSION_PORT', '8097')}"
 # A bundle of a Python step closes after this long (Beam's default: 1,000 ms).
-# A result passes two such steps and waits for each bundle to close, so at the
-# default it could spend two seconds there alone.
-BUNDLE_MS = 100
+# A result passes two such steps and waits for each bundle to close (the
+# stateful step's input watermark, which fires its timers, is held while a
+# bundle is open), so at the default it could spend two seconds there alone.
+# 25 ms: changed p95 1.3-1.5 s at 20-50 events/s where 100 ms gave 1.6-2.6 s.
+BUNDLE_MS = int(os.environ.get("FLINK_BUNDLE_MS", "25"))
 # How often the read's watermark is passed on (Flink's default: 200 ms).
-WATERMARK_INTERVAL_MS = 50
+WATERMARK_INTERVAL_MS = int(os.environ.get("FLINK_WATERMARK_INTERVAL_MS", "50"))
+# Job settings Beam has no option for (execution.buffer-timeout), written by scripts/flink_cluster.sh.
+CLIENT_CONF = os.path.join(os.environ.get("FLINK_RUN_DIR", "/tmp/game-sessions-flink"), "client-conf")
 
 
 def log(message: str) -> None:
@@ -62,7 +70,8 @@ def rest(path: str, method: str = "GET"):
 class LiveJob:
     """The streaming job submitted to the cluster, with the emulator it reads."""
 
-    def __init__(self, work_dir: str, gap_s: int, disorder_s: int, parallelism: int = 2):
+    def __init__(self, work_dir: str, gap_s: int, disorder_s: int, parallelism: int = 2,
+                 audit_inputs: bool = False):
         self.work_dir = work_dir
         self.name = f"game-sessions-live-{os.getpid()}-{now_ms()}"
         self.gap_s, self.disorder_s, self.parallelism = gap_s, disorder_s, parallelism
@@ -71,6 +80,8 @@ class LiveJob:
         self.job_id: Optional[str] = None
         self.collectors: Dict[str, Collector] = {}
         self.outputs: Dict[str, List[Received]] = {name: [] for name in READERS}
+        self.audit_inputs = audit_inputs
+        self.inputs: List[Received] = []  # with audit_inputs: the input topic, as the emulator accepted it
         self.probe_n = 0
 
     def __enter__(self):
@@ -89,6 +100,10 @@ class LiveJob:
                                                     "ack_deadline_seconds": 60})
         self.collectors = {name: Collector(self.emulator, sub, self.outputs[name], max_messages=500)
                            for name, sub in READERS.items()}
+        if self.audit_inputs:
+            subscriber.create_subscription(request={"name": AUDIT_SUBSCRIPTION, "topic": TOPICS["events"],
+                                                    "ack_deadline_seconds": 60})
+            self.collectors["events"] = Collector(self.emulator, AUDIT_SUBSCRIPTION, self.inputs, max_messages=1000)
         for collector in self.collectors.values():
             collector.start()
         self.publisher = publisher
@@ -104,6 +119,8 @@ class LiveJob:
                 f"--parallelism={self.parallelism}", "--checkpointing_interval=5000",
                 f"--max_bundle_time_millis={BUNDLE_MS}", f"--auto_watermark_interval={WATERMARK_INTERVAL_MS}",
                 "--number_of_execution_retries=1000", "--execution_retry_delay=2000",
+                *([f"--flink_conf_dir={CLIENT_CONF}"] if os.path.isfile(os.path.join(CLIENT_CONF, "flink-conf.yaml"))
+                  else []),
                 f"--expansion_service={EXPANSION}", f"--job_name={self.name}",
                 f"--input_subscription={JOB_SUBSCRIPTION}", "--timestamp_attribute=event_ts",
                 f"--ended_topic={TOPICS['ended']}", f"--changed_topic={TOPICS['changed']}",
@@ -117,9 +134,13 @@ class LiveJob:
             stdout=open(os.path.join(self.work_dir, "job.log"), "wb"), stderr=subprocess.STDOUT,
             start_new_session=True)
 
-    def wait_until_live(self, timeout: float = 480) -> float:
+    def wait_until_live(self, timeout: float = 480, warm_rounds: int = 0) -> float:
         """Until every Flink task runs and a probe comes back as a dead letter
-        (dead letters leave at once, whatever the watermark). Returns seconds."""
+        (dead letters leave at once, whatever the watermark). With
+        `warm_rounds`, then until that many rounds in a row of probe game
+        switches (PROBE_USERS, one switch each a round) all came back as
+        changed events: the whole way, watermark, shuffle, state and timers
+        included, works on both parallel instances. Returns seconds."""
         started = time.time()
         deadline = started + timeout
         while time.time() < deadline:
@@ -132,9 +153,51 @@ class LiveJob:
                                        event_ts=str(now_ms())).result(30)
                 if any(r.data.startswith(b"probe-") for r in self.outputs["dead"]):
                     log(f"live after {time.time() - started:.0f} s (job {self.job_id})")
-                    return time.time() - started
+                    break
             time.sleep(2)
-        raise TimeoutError(f"the job was not live within {timeout} s; see job.log and the cluster logs")
+        else:
+            raise TimeoutError(f"the job was not live within {timeout} s; see job.log and the cluster logs")
+        if warm_rounds:
+            self._warm_up(deadline, warm_rounds)
+        return time.time() - started
+
+    def _warm_up(self, deadline: float, rounds: int, every_s: float = 2.0, within_s: float = 5.0) -> None:
+        """Every `every_s` a round of probe bets, each probe user switching
+        game (the first round opens their sessions), until the changed events
+        of `rounds` rounds in a row were all available within `within_s`."""
+        sent = []  # the rounds' switch times (ms)
+        game = 0
+        while time.time() < deadline:
+            self.probe_n += 1
+            game = 1 - game
+            sent_ms = now_ms()
+            for user in PROBE_USERS:
+                event = {"event_id": f"probe-switch-{self.probe_n}-{user}", "user_id": user, "event_type": "bet",
+                         "occurred_at": sent_ms, "game_id": GAMES[game], "bet_amount": "1"}
+                self.publisher.publish(TOPICS["events"], json.dumps(event).encode(), event_ts=str(sent_ms))
+            sent.append(sent_ms)
+            time.sleep(every_s)
+            back = {}  # switch ms -> users back, last available ms
+            for r in list(self.outputs["changed"]):
+                record = json.loads(r.data)
+                if record["user_id"] in PROBE_USERS:
+                    users, last = back.get(record["gs_session_end_date"], (0, 0))
+                    back[record["gs_session_end_date"]] = (users + 1, max(last, r.published_ms or r.arrived_ms))
+            done = [(at, (back[at][1] - at) / 1000) for at in sent[1:]
+                    if back.get(at, (0, 0))[0] == len(PROBE_USERS)]
+            judged = [at for at in sent[1:] if now_ms() - at > within_s * 1000]
+            in_time = {at for at, seconds in done if seconds <= within_s}
+            streak = 0
+            for at in reversed(sent[1:]):
+                if at in in_time:
+                    streak += 1
+                elif at in judged:
+                    break
+            if streak >= rounds:
+                log(f"warm: {rounds} rounds of probe switches in a row back in "
+                    f"{', '.join(f'{seconds:.2f}' for _, seconds in done[-rounds:])} s")
+                return
+        raise TimeoutError("the probes' game switches did not come back in time")
 
     def _find_job(self) -> Optional[str]:
         try:
@@ -151,7 +214,8 @@ class LiveJob:
 
     def received(self, name: str) -> List[Received]:
         """Output messages, the probes left out."""
-        return [r for r in self.outputs[name] if not r.data.startswith(b"probe-")]
+        return [r for r in self.outputs[name]
+                if not r.data.startswith(b"probe-") and b'"user_id":"probe-' not in r.data]
 
     def checkpoints(self) -> dict:
         try:
@@ -300,11 +364,15 @@ def run_load(args) -> None:
     players spinning, winning, hopping games and taking breaks, shuffled within
     0.8 of the 1 s disorder bound) at that rate for --seconds, then the same
     report: rates, exactness against a replay of the same messages, changed and
-    ended latency. Exits 1 unless every rate was exact."""
+    ended latency. Latency runs until an output message is available in its
+    topic: its publish time in the emulator (the tool's own pull, a few tens
+    of ms later, is reported beside it). Before the first rate the job must
+    answer --warm_rounds rounds of probe game switches in a row. Exits 1
+    unless every rate was exact."""
     os.makedirs(args.work_dir, exist_ok=True)
     exact = True
-    with LiveJob(args.work_dir, args.gap_seconds, 1) as job:
-        job.wait_until_live()
+    with LiveJob(args.work_dir, args.gap_seconds, 1, audit_inputs=True) as job:
+        job.wait_until_live(warm_rounds=args.warm_rounds)
         for phase, rate in enumerate(int(r) for r in str(args.rate).split(",")):
             exact = _load_phase(job, phase, rate, args) and exact
     if not exact:
@@ -336,8 +404,10 @@ def _load_phase(job: LiveJob, phase: int, rate: int, args) -> bool:
     reference = live_load.replay(phase_dir, result.bodies, job.gap_s)
     live = live_records(result, "ended"), live_records(result, "changed")
     comparison = live_load.compare(*live, *reference, received["dead"])
+    accepted = {r.data: r.published_ms for r in job.inputs if r.published_ms is not None}
+    figures = live_load.figures(result, job.gap_s, job.disorder_s, available="publish_time", accepted_ms=accepted)
     live_load.report(f"Flink, parallelism {job.parallelism}: {rate:,} events/s for {args.seconds:.0f} s",
-                     result, comparison, live_load.figures(result, job.gap_s, job.disorder_s), live, reference)
+                     result, comparison, figures, live, reference)
     return comparison.exact and finished
 
 
@@ -375,6 +445,9 @@ def main(argv=None) -> None:
     parser.add_argument("--kill_tm_at", type=float, default=0,
                         help="scenario: seconds into the play to write WORK_DIR/kill.request (the caller kills)")
     parser.add_argument("--drain_seconds", type=float, default=30)
+    parser.add_argument("--warm_rounds", type=int, default=3,
+                        help="load: before the first rate, this many rounds in a row of probe game switches must "
+                             "come back as changed events (the job processes end to end)")
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--rate", default="100", help="load: events per second; several, comma-separated, run one after the other")
     parser.add_argument("--speed", type=float, default=300, help="demo: how much faster than real time")

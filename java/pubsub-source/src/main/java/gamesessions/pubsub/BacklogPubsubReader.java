@@ -30,10 +30,16 @@ final class BacklogPubsubReader extends UnboundedSource.UnboundedReader<byte[]> 
   private static final int PULL_SIZE = 1000;
   /**
    * An empty pull is what takes the watermark to the wall clock when the stream is thin, and what
-   * a message published just after it waits for: 20 pulls a second keep both within 50 ms, and
-   * cost the emulator little. (The source wrapper asks again every 50 ms.)
+   * a message published just after it waits for: 10 pulls a second keep both within 100 ms. More
+   * cost more than they gain where CPU is short: every pull costs the Pub/Sub emulator's REST
+   * endpoint a few ms of CPU, and on the 2-core test machine, with the whole cluster on it, 50 ms
+   * (two readers: 40 pulls a second) left changed p95 at 50 events/s at 1.83 s where 100 ms gave
+   * 1.32 s (one run each, `make flink-load`, docs/flink-dataflow.md). The source wrapper asks
+   * again every 50 ms. The JVM property {@code gamesessions.pubsub.emptyPullPauseMs} overrides it
+   * (scripts/flink_cluster.sh: PUBSUB_EMPTY_PULL_PAUSE_MS).
    */
-  private static final long EMPTY_PULL_PAUSE_MS = 50;
+  private static final long EMPTY_PULL_PAUSE_MS =
+      Long.getLong("gamesessions.pubsub.emptyPullPauseMs", 100L);
   /** Past the ack deadline, so that what a dead reader had leased is handed out again first. */
   private static final long HOLD_MARGIN_MS = 1000;
   /** Leases are extended with half the ack deadline (at least 5 s) left: a look a second will do. */
