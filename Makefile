@@ -148,9 +148,11 @@ flink-live: flink-cluster
 ## other) for FLINK_LOAD_SECONDS each, checked against the replay; changed and ended latency. Fails unless exact.
 RATE ?= 20,50,100,200,400
 FLINK_LOAD_SECONDS ?= 40
+## FLINK_LOAD_WARM_SECONDS: play the first rate's stream this long first, not measured (default 0: probes only).
+FLINK_LOAD_WARM_SECONDS ?= 0
 flink-load: flink-cluster
 	$(FLINK_ENV) scripts/flink_cluster.sh exec $(CURDIR)/$(PY) -m tools.flink_live load --rate=$(RATE) \
-	    --seconds=$(FLINK_LOAD_SECONDS) --drain_seconds=150
+	    --seconds=$(FLINK_LOAD_SECONDS) --drain_seconds=150 --warm_load_seconds=$(FLINK_LOAD_WARM_SECONDS)
 
 .PHONY: flink-cluster-deps flink-cluster flink-cluster-stop flink-cluster-status flink-live flink-load
 TEST_DEPS += flink-cluster-deps

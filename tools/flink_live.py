@@ -373,10 +373,25 @@ def run_load(args) -> None:
     exact = True
     with LiveJob(args.work_dir, args.gap_seconds, 1, audit_inputs=True) as job:
         job.wait_until_live(warm_rounds=args.warm_rounds)
-        for phase, rate in enumerate(int(r) for r in str(args.rate).split(",")):
+        rates = [int(r) for r in str(args.rate).split(",")]
+        if args.warm_load_seconds > 0:
+            _warm_load(job, rates[0], args)
+        for phase, rate in enumerate(rates):
             exact = _load_phase(job, phase, rate, args) and exact
     if not exact:
         sys.exit(1)
+
+
+def _warm_load(job: LiveJob, rate: int, args) -> None:
+    """The first rate's stream for --warm_load_seconds, neither measured nor
+    compared (its sessions end before the first phase begins, and a phase's
+    records are the sessions that started after it began)."""
+    log(f"warming up: {rate} events/s for {args.warm_load_seconds:.0f} s, not measured")
+    messages = live_load.plan(rate, args.warm_load_seconds, job.gap_s, job.disorder_s, now_ms() + 500, seed=2,
+                              phase="warm-")
+    live_load.publish(job.publisher, messages, on_schedule=True)
+    live_load.wait_for_last_sessions(messages, job.outputs, job.process, deadline=time.time() + args.drain_seconds)
+    time.sleep(2)
 
 
 def _load_phase(job: LiveJob, phase: int, rate: int, args) -> bool:
@@ -445,6 +460,8 @@ def main(argv=None) -> None:
     parser.add_argument("--kill_tm_at", type=float, default=0,
                         help="scenario: seconds into the play to write WORK_DIR/kill.request (the caller kills)")
     parser.add_argument("--drain_seconds", type=float, default=30)
+    parser.add_argument("--warm_load_seconds", type=float, default=0,
+                        help="load: before the first rate, play its stream this long, neither measured nor compared")
     parser.add_argument("--warm_rounds", type=int, default=3,
                         help="load: before the first rate, this many rounds in a row of probe game switches must "
                              "come back as changed events (the job processes end to end)")
