@@ -68,7 +68,7 @@ def test_tune_gc_freezes_once_per_process_and_raises_the_young_threshold(monkeyp
         gc.set_threshold(*before)
 
 
-def test_malloc_arenas_are_limited_where_glibc_allows(tmp_path):
+def test_malloc_arenas_are_limited_where_glibc_allows():
     # In a child: the setting stays with the process that made it.
     script = ("import sys; from transforms.worker import limit_malloc_arenas; "
               "sys.exit(0 if limit_malloc_arenas() else 3)")

@@ -26,12 +26,12 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from sessions.records import from_json
 from tools.live_scenario import (
-    SUBSCRIPTIONS, TOPICS, Collector, Received, _player_plan, _wait_until_live, create_all, live_records,
-    percentile, start_job, stop_job)
+    SUBSCRIPTIONS, TOPICS, Collector, Received, _player_plan, _wait_until_live, create_all, is_probe,
+    live_records, percentile, start_job, stop_job)
 from tools.pubsub_emulator import PubSubEmulator
 
 # Events a generated player makes per second of play (spins, wins, breaks), measured over many players.
@@ -263,30 +263,40 @@ def figures(result: LoadResult, gap_s: int, disorder_s: int, available: str = "a
         if m.event["event_type"] == "bet":
             switch_index.setdefault((m.event["user_id"], m.event["occurred_at"], m.event["game_id"]),
                                     (index, at, m.body))
-    changed = []  # (publish order of the switching bet, published ms, available ms, arrived ms, switch ms, body)
+    changed = []
     for message in result.received["changed"]:
         record = json.loads(message.data)
         key = (record["user_id"], record["gs_session_end_date"], record["gs_game_new_id"])
         if key in switch_index:
             index, at, body = switch_index[key]
-            changed.append((index, at, _available_ms(message, available), message.arrived_ms,
-                            record["gs_session_end_date"], body))
+            changed.append(_ChangedLatency(index, at, _available_ms(message, available), message.arrived_ms,
+                                           record["gs_session_end_date"], body))
     changed.sort()
     ended = [(_available_ms(m, available) - json.loads(m.data)["gs_session_end_date"] - gap_s * 1000) / 1000
-             for m in result.received["ended"] if json.loads(m.data)["user_id"] != "probe"]
-    latencies = [(ready - at) / 1000 for _, at, ready, *_ in changed]
+             for m in result.received["ended"] if not is_probe(json.loads(m.data)["user_id"])]
+    latencies = [(c.available_ms - c.published_ms) / 1000 for c in changed]
     quarter = max(1, len(latencies) // 4)
     accepted = accepted_ms or {}
     return Figures(
         events=len(published), publish_rate=len(published) / span_s, published_late=late, publisher_lag=lag,
-        processing_rate=processing_rate([(i, at, ready) for i, at, ready, *_ in changed], published[0]),
+        processing_rate=processing_rate([(c.order, c.published_ms, c.available_ms) for c in changed], published[0]),
         changed=latencies, ended=ended,
         changed_first_quarter_p50=statistics.median(latencies[:quarter]) if latencies else float("nan"),
         changed_last_quarter_p50=statistics.median(latencies[-quarter:]) if latencies else float("nan"),
         available=available,
-        changed_arrived=[(arrived - at) / 1000 for _, at, _, arrived, *_ in changed],
-        changed_after_due=[(ready - switch - disorder_s * 1000) / 1000 for _, _, ready, _, switch, _ in changed],
-        accepted_lag=[(accepted[body] - at) / 1000 for _, at, _, _, _, body in changed if body in accepted])
+        changed_arrived=[(c.arrived_ms - c.published_ms) / 1000 for c in changed],
+        changed_after_due=[(c.available_ms - c.switch_ms - disorder_s * 1000) / 1000 for c in changed],
+        accepted_lag=[(accepted[c.body] - c.published_ms) / 1000 for c in changed if c.body in accepted])
+
+
+class _ChangedLatency(NamedTuple):
+    """A changed event matched to its switching bet; sorts by publish order."""
+    order: int  # the switching bet's place in the published stream
+    published_ms: int  # when the switching bet was handed to the publisher client
+    available_ms: int  # see figures(available=...)
+    arrived_ms: int  # when the load tool's collector pulled the changed event
+    switch_ms: int  # the switching bet's event time
+    body: bytes  # the switching bet's message
 
 
 def processing_rate(changed: List[Tuple[int, int, int]], first_published_ms: int) -> float:

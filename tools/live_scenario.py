@@ -84,12 +84,16 @@ class ScenarioResult:
         return {"changed": changed, "ended": ended, "logout": logout}
 
 
+def is_probe(user_id: str) -> bool:
+    """A start-up probe's user: "probe", or "probe-N" on Flink."""
+    return user_id == "probe" or user_id.startswith("probe-")
+
+
 def live_records(result, topic: str) -> List[dict]:
     """What the job emitted on an output topic (a ScenarioResult's or a
-    live_load run's), the start-up probes (user "probe", or "probe-N" on
-    Flink) left out."""
+    live_load run's), the start-up probes left out."""
     records = [from_json(m.data) for m in result.received[topic]]
-    return [r for r in records if r["user_id"] != "probe" and not r["user_id"].startswith("probe-")]
+    return [r for r in records if not is_probe(r["user_id"])]
 
 
 def now_ms() -> int:
