@@ -6,10 +6,10 @@ import subprocess
 import sys
 
 import pytest
-from apache_beam.options.pipeline_options import DirectOptions
+from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
 
 from pipelines.game_sessions import use_every_core
-from pipelines.options import GameSessionsOptions
+from pipelines.options import CommandLineOptions, GameSessionsOptions
 from transforms import worker
 
 REPLAY = ["--input=day.jsonl", "--output_dir=out"]
@@ -88,3 +88,17 @@ def test_the_two_benign_worker_notices_are_dropped_and_nothing_else():
     assert not quiet.filter(record("Worker: ... message: \"Discarding unparseable args: ['--input=x']\""))
     assert not quiet.filter(record("Worker: ... message: \"No semi_persistent_directory found: ...\""))
     assert quiet.filter(record("Worker: ... message: \"Error processing instruction 7\""))
+
+
+def test_the_jobs_options_keep_one_view_per_class_sharing_every_value():
+    options = CommandLineOptions(["--input=a.jsonl", "--output_dir=out", "--direct_num_workers=3"])
+    direct = options.view_as(DirectOptions)
+    assert options.view_as(DirectOptions) is direct
+    assert direct.direct_num_workers == 3
+    direct.direct_num_workers = 2
+    options.view_as(StandardOptions).streaming = True
+    assert options.view_as(DirectOptions).direct_num_workers == 2
+    assert options.get_all_options()["direct_num_workers"] == 2
+    # A view of a view is Beam's own, and reads the same values.
+    assert options.view_as(GameSessionsOptions).view_as(StandardOptions).streaming is True
+    assert options.view_as(GameSessionsOptions).input == ["a.jsonl"]
