@@ -71,9 +71,11 @@ def _build_replay(options: PipelineOptions, opts: GameSessionsOptions, trigger_r
                  if runs_locally(options) else None)
     pipeline = beam.Pipeline(runner=runner, options=options)
     read = pipeline | "ReadEvents" >> ReadEvents([f.path for f in files], opts.strict_event_types)
+    # Locally, the worker processes claim the buckets as they go (BucketPlan).
+    workers = (options.view_as(DirectOptions).direct_num_workers or 1) if spill_dir else None
     sessions = read.events | "Sessions" >> ReplaySessions(
-        opts.session_gap_seconds, user_buckets(files), spill_dir, trigger_rules, opts.strict_event_types)
-    dead_letters = (read[DEAD_LETTERS], sessions[DEAD_LETTERS]) | "DeadLetters" >> beam.Flatten()
+        opts.session_gap_seconds, user_buckets(files), spill_dir, trigger_rules, opts.strict_event_types, workers)
+    dead_letters = (read[DEAD_LETTERS], sessions.dead_letters) | "DeadLetters" >> beam.Flatten()
     write_replay_files(sessions.sessions, dead_letters, opts)
     return pipeline
 

@@ -12,6 +12,8 @@ import fastavro
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import given
+from hypothesis import strategies as st
 
 import schemas
 from pipelines.game_sessions import main
@@ -22,9 +24,9 @@ from tests.reference import canonical, dedupe, expected_records
 from tools.generate_events import generate
 from transforms.read import DEAD_LETTERS, LineBatch, ReadEvents, match_inputs
 from transforms.batches import Batch, BatchCoder
-from transforms.sessions import (ReplaySessions, SpilledSegment, _CloseBucket, _SegmentByBucket, _segment_bytes,
-                                 bucket_of, decode_segment, encode_lines, encode_segment, inline_segment,
-                                 user_buckets)
+from transforms.sessions import (CLOSED, BucketPlan, ReplaySessions, SpilledSegment, _CloseBucket,
+                                 _SegmentByBucket, _segment_bytes, bucket_of, decode_segment, encode_lines,
+                                 encode_segment, inline_segment, user_buckets)
 
 T0 = 1767731000000
 GAP_MS = 300_000
@@ -63,7 +65,7 @@ def test_read_events_keeps_file_and_line_across_shards_and_lines_are_parsed_in_t
         sessions = read.events | ReplaySessions(300, buckets=3)
         bets = sessions.sessions | beam.FlatMap(
             lambda batch: [e.result.metrics.bets_count for e in batch if e.table == ENDED])
-        dead = sessions[DEAD_LETTERS] | beam.Map(lambda d: (d.reason, d.file, d.line, d.payload))
+        dead = sessions.dead_letters | beam.Map(lambda d: (d.reason, d.file, d.line, d.payload))
         assert_that(bets | beam.CombineGlobally(sum), equal_to([197]), label="bets")
         assert_that(dead, equal_to([("invalid_json", path, 11, b'{"truncated')]), label="dead")
 
@@ -76,8 +78,9 @@ def test_a_batch_leaves_as_one_segment_per_user_bucket():
     events = [parse_event(dumps(e).encode()) for e in
               [ev(1, 0), ev(2, 100_000, user="u4"), ev(3, 200_000, "win"), ev(4, GAP_MS * 3, user="u4")]]
     assert bucket_of("u1", 2) != bucket_of("u4", 2)
-    out = list(_SegmentByBucket(2, None).process([(("f", i), e) for i, e in enumerate(events)]))
-    assert sorted((bucket, _rows(segment)) for bucket, segment in out) == sorted([
+    out = list(_SegmentByBucket(BucketPlan(2), None).process([(("f", i), e) for i, e in enumerate(events)]))
+    assert all(key == bucket and part == 0 for key, (bucket, part, _) in out)  # a key per bucket
+    assert sorted((bucket, _rows(segment)) for _, (bucket, _, segment) in out) == sorted([
         (bucket_of("u1", 2), [(("f", 0), "e1"), (("f", 2), "e3")]),
         (bucket_of("u4", 2), [(("f", 1), "e2"), (("f", 3), "e4")]),
     ])
@@ -87,10 +90,10 @@ def test_lines_go_to_their_users_bucket_unparsed_and_are_parsed_where_it_closes(
     raws = [dumps(e).encode() for e in [ev(1, 0), ev(2, 100_000, user="u4"), ev(3, 200_000, "win"),
                                         ev(4, 1000, game="B")]] + [b'{"truncated', b'{"event_type":"login"}']
     batch = LineBatch("day.jsonl", list(range(1, len(raws) + 1)), raws)
-    fn = _SegmentByBucket(2, None)
+    fn = _SegmentByBucket(BucketPlan(2), None)
     fn.setup()
     out = list(fn.process(batch))
-    routed = {bucket: decode_segment(_segment_bytes(segment)) for bucket, segment in out}
+    routed = {bucket: decode_segment(_segment_bytes(segment)) for _, (bucket, _, segment) in out}
     assert all(lines for lines, _ in routed.values())
     by_bucket = {bucket: [(user, arrival[1]) for user, arrival, _ in rows] for bucket, (_, rows) in routed.items()}
     assert {("u1", 1), ("u1", 3), ("u1", 4)} <= set(by_bucket[bucket_of("u1", 2)])
@@ -100,8 +103,8 @@ def test_lines_go_to_their_users_bucket_unparsed_and_are_parsed_where_it_closes(
         (1, "u1"), (2, "u4"), (3, "u1"), (4, "u1"), (5, None), (6, None)]
     close = _CloseBucket(GAP_MS)
     close.setup()
-    outputs = [o for _, segment in out for o in close.process((0, [segment]))]
-    dead = [o.value for o in outputs if isinstance(o, beam.pvalue.TaggedOutput)]
+    outputs = [o for key, placed in out for o in close.process((key, [placed]))]
+    dead = [o.value for o in outputs if isinstance(o, beam.pvalue.TaggedOutput) and o.tag == DEAD_LETTERS]
     assert [(d.reason, d.file, d.line, d.payload) for d in dead] == [("invalid_json", "day.jsonl", 5, b'{"truncated')]
     results = [r for o in outputs if isinstance(o, Batch) for r in o]
     assert sorted((r.result.user_id, type(r.result).__name__) for r in results) == [
@@ -115,8 +118,9 @@ def test_a_users_parsed_events_and_lines_meet_in_one_session():
     switch_line = dumps(ev(2, 1000, game="B")).encode()
     close = _CloseBucket(GAP_MS)
     close.setup()
-    (results,) = close.process((0, [inline_segment(encode_segment([(("a.csv", 2), bet)])),
-                                    inline_segment(encode_lines("b.jsonl", [1], [switch_line], ["u1"], [0]))]))
+    results, closed = close.process((0, [(0, 0, inline_segment(encode_segment([(("a.csv", 2), bet)]))),
+                                         (0, 0, inline_segment(encode_lines("b.jsonl", [1], [switch_line], ["u1"], [0])))]))
+    assert (closed.tag, closed.value) == (CLOSED, None)
     assert sorted((type(r.result).__name__, r.result.metrics.bets_count) for r in results) == [
         ("GameSwitch", 1), ("SessionEnd", 2)]
 
@@ -145,17 +149,17 @@ def test_a_segment_of_several_files_keeps_each_arrival():
 def test_spilled_segments_are_addresses_in_one_file_per_batch(tmp_path):
     events = [parse_event(dumps(ev(i, i * 1000, user=f"u{i % 5}")).encode()) for i in range(40)]
     batch = [(("f", i), e) for i, e in enumerate(events)]
-    inline = dict(_SegmentByBucket(3, None).process(batch))
-    spilled = dict(_SegmentByBucket(3, str(tmp_path / "spill")).process(batch))
+    inline = dict(_SegmentByBucket(BucketPlan(3), None).process(batch))
+    spilled = dict(_SegmentByBucket(BucketPlan(3), str(tmp_path / "spill")).process(batch))
     assert set(spilled) == set(inline)
-    assert len({s.path for s in spilled.values()}) == 1
-    for bucket, segment in spilled.items():
+    assert len({segment.path for _, _, segment in spilled.values()}) == 1
+    for key, (bucket, _, segment) in spilled.items():
         assert isinstance(segment, SpilledSegment)
         with open(segment.path, "rb") as f:
             f.seek(segment.offset)
             # Uncompressed in the file, compressed inline: the same columns.
-            assert f.read(segment.length) == zlib.decompress(inline[bucket]) == _segment_bytes(segment)
-        assert _rows(segment) == _rows(inline[bucket])
+            assert f.read(segment.length) == zlib.decompress(inline[key][2]) == _segment_bytes(segment)
+        assert _rows(segment) == _rows(inline[key][2])
 
 
 def test_copies_are_one_event_even_with_different_times_in_different_batches():
@@ -174,8 +178,9 @@ def test_close_bucket_counts_duplicates_and_applies_the_rules():
     other = parse_event(dumps(ev(3, 0, user="u2")).encode())
     fn = _CloseBucket(GAP_MS)
     fn.setup()
-    (results,) = fn.process((0, [inline_segment(encode_segment([(("f", 2), bet), (("f", 3), switch), (("f", 4), other)])),
-                                 inline_segment(encode_segment([(("f", 1), bet)]))]))
+    results, _ = fn.process((0, [(0, 0, inline_segment(encode_segment([(("f", 2), bet), (("f", 3), switch),
+                                                                       (("f", 4), other)]))),
+                                 (0, 0, inline_segment(encode_segment([(("f", 1), bet)])))]))
     assert isinstance(results, Batch)
     assert sorted((r.user_id, type(r).__name__, d) for r, d, _ in results) == [
         ("u1", "GameSwitch", 0), ("u1", "SessionEnd", 300), ("u2", "SessionEnd", 300)]
@@ -187,7 +192,7 @@ def test_close_bucket_fires_the_triggers_of_each_users_session_events():
             for user in ("u1", "u2") for n in range(1, 4)]
     fn = _CloseBucket(GAP_MS, load_rules("- {name: hop, on: gs_game_session_changed, when: 'true', cooldown_seconds: 60}"))
     fn.setup()
-    (results,) = fn.process((0, [inline_segment(encode_segment([(("f", n), e) for n, e in enumerate(bets)]))]))
+    results, _ = fn.process((0, [(0, 0, inline_segment(encode_segment([(("f", n), e) for n, e in enumerate(bets)])))]))
     firings = [r for r in results if r.table == "campaign_trigger"]
     # Each player's second switch is in their cooldown; the other player's firing is not.
     assert sorted((f.user_id, f.trigger, f.fired_at) for f in firings) == [
@@ -220,11 +225,17 @@ def test_user_buckets_follow_the_input_size(tmp_path, monkeypatch):
     assert user_buckets(match_inputs([str(packed)])) == 4
 
 
-@pytest.mark.parametrize("buckets,spill", [(1, False), (7, False), (7, True)])
-def test_sessions_are_exact_whatever_the_batching_and_bucketing(buckets, spill, tmp_path):
+@pytest.mark.parametrize("buckets,spill,workers", [
+    (1, False, None), (7, False, None), (7, True, None),
+    # Local workers claiming the buckets, the last ones in parts: 7 buckets
+    # for 2 workers, the only bucket for 2, 5 for 3, 3 for 1 (none cut).
+    (7, True, 2), (1, True, 2), (5, True, 3), (3, True, 1)])
+def test_sessions_are_exact_whatever_the_batching_and_bucketing(buckets, spill, workers, tmp_path):
     """A day split into random batches (so sessions span bundles and arrive
     out of order) gives exactly the reference sessions, in any number of
-    buckets, shuffled inline or spilled; the spill is removed at the end."""
+    buckets, with a key per bucket or buckets claimed by local workers,
+    shuffled inline or spilled; the spill is removed at the end. A bucket
+    closed in parts leaves as one list, as a whole one does."""
     rng = random.Random(5)
     lines = [line for line in generate(3000, seed=3) if line]
     events = []
@@ -240,13 +251,24 @@ def test_sessions_are_exact_whatever_the_batching_and_bucketing(buckets, spill, 
     batches = [events[i:i + 97] for i in range(0, len(events), 97)]
     spill_dir = str(tmp_path / "spill") if spill else None
     with BeamTestPipeline() as p:
-        results = ((p | beam.Create(batches) | ReplaySessions(300, buckets, spill_dir)).sessions
-                   | beam.FlatMap(lambda batch: [
-                       (rd[0].event_type, json.dumps(rd[0].record(rd[1]), default=str)) for rd in batch]))
+        batches_out = (p | beam.Create(batches) | ReplaySessions(300, buckets, spill_dir, workers=workers)).sessions
+        results = batches_out | beam.FlatMap(lambda batch: [
+            (rd[0].event_type, json.dumps(rd[0].record(rd[1]), default=str)) for rd in batch])
         expected = [(ENDED, json.dumps(r, default=str)) for r in ref_ended] + [
             (CHANGED, json.dumps(r, default=str)) for r in ref_changed]
         assert_that(results, _same_records(expected))
+        # One list per bucket: no user is in two lists.
+        users = batches_out | beam.Map(lambda batch: frozenset(rd[0].user_id for rd in batch))
+        assert_that(users | beam.combiners.ToList(), _disjoint_and_at_most(buckets), label="lists")
     assert not os.path.exists(tmp_path / "spill")
+
+
+def _disjoint_and_at_most(buckets):
+    def check(actual):
+        (user_sets,) = actual
+        assert len(user_sets) <= buckets
+        assert sum(map(len, user_sets)) == len(frozenset().union(*user_sets))
+    return check
 
 
 def test_a_win_at_a_bets_millisecond_in_another_bundle_joins_its_session():
@@ -455,3 +477,36 @@ def test_the_replay_needs_no_window_merging_from_the_runner():
     proto = p.to_runner_api()
     urns = {s.window_fn.urn for s in proto.components.windowing_strategies.values()}
     assert urns == {"beam:window_fn:global_windows:v1"}
+
+
+@given(buckets=st.integers(1, 64), workers=st.one_of(st.none(), st.integers(1, 8)),
+       sizes=st.lists(st.integers(1, 10 ** 6), min_size=64, max_size=64),
+       hashes=st.lists(st.integers(0, 2 ** 32 - 1), min_size=1, max_size=100))
+def test_a_bucket_plan_closes_every_bucket_once_whole_or_in_all_its_parts(buckets, workers, sizes, hashes):
+    plan = BucketPlan(buckets, workers)
+    for user_hash in hashes:
+        bucket, part = plan.place(user_hash)
+        assert bucket == user_hash % buckets  # the bucket, so the files, never change
+        assert 0 <= part < plan.parts
+    bucket_sizes = dict(zip(range(buckets), sizes))
+    units = plan.units(bucket_sizes)
+    assert sorted((bucket, part) for bucket, parts in units for part in parts) == sorted(
+        (bucket, part) for bucket in range(buckets) for part in range(plan.parts))
+    cut = [bucket for bucket, parts in units if len(parts) < plan.parts]
+    if workers is None:
+        assert [bucket for bucket, _ in units] == list(range(buckets)) and not cut
+    else:
+        # Largest first; the last (smallest) buckets, one per worker, in parts.
+        order = list(dict.fromkeys(bucket for bucket, _ in units))
+        assert [bucket_sizes[b] for b in order] == sorted(bucket_sizes.values(), reverse=True)
+        assert set(cut) == (set(order[-workers:]) if workers > 1 else set())
+        assert all(keys == range(workers) for keys in map(plan.keys, range(buckets)))
+
+
+def test_a_bucket_plan_needs_buckets_and_workers():
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        BucketPlan(3, 0)
+    with pytest.raises(ValueError, match="buckets must be >= 1"):
+        BucketPlan(0)
+    with pytest.raises(ValueError, match="give spill_dir too"):
+        ReplaySessions(300, 3, workers=2)

@@ -38,6 +38,9 @@ What crosses the shuffle is sized for speed and flat memory:
   compressed (zlib, fastest level): those bytes cross the network.
 - A bucket's results leave as one list, so its files are written without
   another shuffle (transforms/write.py).
+- Locally the workers claim the buckets as they go instead of taking the
+  runner's fixed share of them (BucketPlan, transforms/claims.py), so a
+  worker is never idle while buckets are left.
 """
 import functools
 import hashlib
@@ -49,7 +52,7 @@ import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Iterable, Optional, Sequence, Tuple, Union
+from typing import Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes, FileMetadata
@@ -57,6 +60,7 @@ from apache_beam.io.filesystem import CompressionTypes, FileMetadata
 from sessions.events import Event
 from sessions.sessionizer import GameSwitch, first_copies, sessionize
 from transforms.batches import Batch
+from transforms.claims import WorkClaims
 from sessions.triggers import TriggerRule
 from transforms.counters import SessionCounters
 from transforms.read import DEAD_LETTERS, EventParser, LineBatch, line_user_id
@@ -95,6 +99,56 @@ def user_buckets(files: Sequence[FileMetadata]) -> int:
 def bucket_of(user_id: str, buckets: int) -> int:
     """Stable across processes and runs (str hash() is salted per process)."""
     return zlib.crc32(user_id.encode("utf-8")) % buckets
+
+
+# The last buckets a local run's workers claim are cut in this many parts.
+PARTS_OF_LAST_BUCKETS = 2
+
+
+@dataclass(frozen=True)
+class BucketPlan:
+    """How the user buckets are grouped and closed.
+
+    `workers` None: a GroupByKey key per bucket, for runners whose shuffle
+    spreads keys over their workers (Flink, Dataflow). A number (a local
+    run, its segments spilled to local files): a key per worker, each with
+    every bucket's segments, and the workers claim the work as they go
+    (transforms/claims.py): whole buckets, largest first, then the last
+    `workers` buckets in parts, each bucket joined again by the worker that
+    closes its last part. Either way a bucket's results leave as one list,
+    so its files are the same."""
+    buckets: int
+    workers: Optional[int] = None
+
+    def __post_init__(self):
+        if self.buckets < 1:
+            raise ValueError(f"buckets must be >= 1, got {self.buckets}")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+
+    @property
+    def parts(self) -> int:
+        """Parts a bucket's users are placed in."""
+        return 1 if self.workers is None else PARTS_OF_LAST_BUCKETS
+
+    def place(self, user_hash: int) -> Tuple[int, int]:
+        """(bucket, part) of a user, or of a line with no user, by its hash."""
+        return user_hash % self.buckets, (user_hash // self.buckets) % self.parts
+
+    def keys(self, bucket: int) -> Sequence[int]:
+        """The GroupByKey keys a segment of the bucket goes to."""
+        return (bucket,) if self.workers is None else range(self.workers)
+
+    def units(self, bucket_sizes: Mapping[int, int]) -> List[Tuple[int, Tuple[int, ...]]]:
+        """The buckets present (their segments' bytes) -> the order they are
+        closed or claimed in: (bucket, the parts closed together)."""
+        every = tuple(range(self.parts))
+        if self.workers is None:
+            return [(bucket, every) for bucket in sorted(bucket_sizes)]
+        largest_first = sorted(bucket_sizes, key=lambda bucket: (-bucket_sizes[bucket], bucket))
+        whole = len(largest_first) - (min(self.workers, len(largest_first)) if self.workers > 1 else 0)
+        return ([(bucket, every) for bucket in largest_first[:whole]]
+                + [(bucket, (part,)) for bucket in largest_first[whole:] for part in every])
 
 
 # marshal's version 2 writes no back-references: faster to write than the
@@ -161,18 +215,19 @@ _make_event = functools.partial(tuple.__new__, Event)  # Event(*fields) without 
 
 
 class _SegmentByBucket(beam.DoFn):
-    """One batch of (arrival, Event) or LineBatch -> one (bucket, segment)
-    per user bucket in it; spilled to a file under `spill_dir` when one is
+    """One batch of (arrival, Event) or LineBatch -> a segment per part of a
+    user bucket in it (BucketPlan), as (key, (bucket, part, segment)) for each
+    of the bucket's keys; spilled to a file under `spill_dir` when one is
     given."""
 
-    # Users whose bucket is remembered (a dict lookup instead of a CRC).
+    # Users whose place is remembered (a dict lookup instead of a CRC).
     _KNOWN_USERS = 1 << 16
 
-    def __init__(self, buckets: int, spill_dir: Optional[str], strict_event_types: bool = False):
-        self._buckets = buckets
+    def __init__(self, plan: BucketPlan, spill_dir: Optional[str], strict_event_types: bool = False):
+        self._plan = plan
         self._spill_dir = spill_dir
         self._strict = strict_event_types
-        self._user_buckets = {}
+        self._user_places = {}
 
     def setup(self):
         tune_gc()
@@ -181,27 +236,30 @@ class _SegmentByBucket(beam.DoFn):
         if not batch:
             return
         if isinstance(batch, LineBatch):
-            by_bucket = defaultdict(lambda: ([], [], {}, []))
+            by_place = defaultdict(lambda: ([], [], {}, []))
             for line_no, raw in zip(batch.line_numbers, batch):
                 user_id = line_user_id(raw, self._strict)
                 # A line that is no event can leave its dead letter from any bucket.
-                bucket = zlib.crc32(raw) % self._buckets if user_id is None else self._bucket_of_user(user_id)
-                numbers, lines, users, user_index = by_bucket[bucket]
+                place = self._plan.place(zlib.crc32(raw)) if user_id is None else self._place_of_user(user_id)
+                numbers, lines, users, user_index = by_place[place]
                 numbers.append(line_no)
                 lines.append(raw)
                 user_index.append(users.setdefault(user_id, len(users)))
-            encoded = ((bucket, encode_lines(batch.path, numbers, lines, list(users), user_index))
-                       for bucket, (numbers, lines, users, user_index) in sorted(by_bucket.items()))
+            encoded = ((place, encode_lines(batch.path, numbers, lines, list(users), user_index))
+                       for place, (numbers, lines, users, user_index) in sorted(by_place.items()))
             first_arrival = batch.path, batch.line_numbers[0]
         else:
-            by_bucket = defaultdict(list)
+            by_place = defaultdict(list)
             for arrival_event in batch:
-                by_bucket[self._bucket_of_user(arrival_event[1].user_id)].append(arrival_event)
-            encoded = ((bucket, encode_segment(items)) for bucket, items in sorted(by_bucket.items()))
+                by_place[self._place_of_user(arrival_event[1].user_id)].append(arrival_event)
+            encoded = ((place, encode_segment(items)) for place, items in sorted(by_place.items()))
             first_arrival = batch[0][0]
+        keys = self._plan.keys
         if self._spill_dir is None:
-            for bucket, data in encoded:
-                yield bucket, inline_segment(data)
+            for (bucket, part), data in encoded:
+                segment = inline_segment(data)
+                for key in keys(bucket):
+                    yield key, (bucket, part, segment)
             return
         segments = list(encoded)
         # Named by the batch's first arrival: a retried bundle rewrites the same file.
@@ -210,18 +268,20 @@ class _SegmentByBucket(beam.DoFn):
         os.makedirs(self._spill_dir, exist_ok=True)
         offset = 0
         with open(path, "wb") as f:
-            for bucket, data in segments:
+            for (bucket, part), data in segments:
                 f.write(data)
-                yield bucket, SpilledSegment(path, offset, len(data))
+                segment = SpilledSegment(path, offset, len(data))
+                for key in keys(bucket):
+                    yield key, (bucket, part, segment)
                 offset += len(data)
 
-    def _bucket_of_user(self, user_id: str) -> int:
-        bucket = self._user_buckets.get(user_id)
-        if bucket is None:
-            if len(self._user_buckets) >= self._KNOWN_USERS:
-                self._user_buckets.clear()
-            bucket = self._user_buckets[user_id] = bucket_of(user_id, self._buckets)
-        return bucket
+    def _place_of_user(self, user_id: str) -> Tuple[int, int]:
+        place = self._user_places.get(user_id)
+        if place is None:
+            if len(self._user_places) >= self._KNOWN_USERS:
+                self._user_places.clear()
+            place = self._user_places[user_id] = self._plan.place(zlib.crc32(user_id.encode("utf-8")))
+        return place
 
 
 def _segment_bytes(segment: Segment) -> bytes:
@@ -232,26 +292,54 @@ def _segment_bytes(segment: Segment) -> bytes:
         return f.read(segment.length)
 
 
-class _CloseBucket(beam.DoFn):
-    """All events of a bucket's users -> the list of their sessions' game
-    switches and ends, computed by the shared pure rules, each with the delay
-    a perfect live run would have (SPEC §3.1, §3.2), and the campaign
-    triggers they fire (SPEC §7). Its lines' dead letters go to the
-    DEAD_LETTERS output."""
+# Tag of _CloseBucket's output with one None per element closed: the spill
+# can go once every element is.
+CLOSED = "closed"
 
-    def __init__(self, gap_ms: int, trigger_rules: Sequence[TriggerRule] = (), strict_event_types: bool = False):
+
+class _CloseBucket(beam.DoFn):
+    """Segments of user buckets -> per bucket, the list of its users'
+    sessions' game switches and ends, computed by the shared pure rules, each
+    with the delay a perfect live run would have (SPEC §3.1, §3.2), and the
+    campaign triggers they fire (SPEC §7). Its lines' dead letters go to the
+    DEAD_LETTERS output.
+
+    With `claims_dir` (a local run's BucketPlan with workers), the buckets
+    are the work every worker is given, and this closes only what it claims
+    there."""
+
+    def __init__(self, gap_ms: int, trigger_rules: Sequence[TriggerRule] = (), strict_event_types: bool = False,
+                 plan: Optional[BucketPlan] = None, claims_dir: Optional[str] = None):
         self._gap_ms = gap_ms
         self._trigger_rules = tuple(trigger_rules)
         self._strict = strict_event_types
+        self._plan = plan or BucketPlan(1)
+        self._claims_dir = claims_dir
 
     def setup(self):
         tune_gc()
         self._counters = SessionCounters()
         self._parser = EventParser(self._strict)
         self._triggers = TriggerFiring(self._trigger_rules) if self._trigger_rules else None
+        self._claims = WorkClaims(self._claims_dir) if self._claims_dir else None
 
-    def process(self, bucket_segments):
-        _, segments = bucket_segments
+    def process(self, keyed_segments):
+        _, placed = keyed_segments
+        segments = defaultdict(list)
+        bucket_sizes = defaultdict(int)
+        for bucket, part, segment in placed:
+            segments[bucket, part].append(segment)
+            bucket_sizes[bucket] += segment.length if isinstance(segment, SpilledSegment) else len(segment)
+        # A bucket (or part) at a time: only its events and results are ever in memory.
+        for bucket, parts in self._plan.units(bucket_sizes):
+            if self._claims is not None and not self._claims.claim(".".join(map(str, (bucket, *parts)))):
+                continue
+            yield from self._close(bucket, parts, [s for part in parts for s in segments.pop((bucket, part), ())])
+        yield beam.pvalue.TaggedOutput(CLOSED, None)
+
+    def _close(self, bucket: int, parts: Tuple[int, ...], segments: List[Segment]):
+        """Parts of one bucket: their lines' dead letters, and the bucket's
+        list of results once every part of it is closed."""
         by_user = defaultdict(list)  # (arrival, Event)s parsed before the shuffle
         lines_by_user = defaultdict(list)  # (arrival, line)s, parsed one user at a time
         for segment in segments:
@@ -266,7 +354,7 @@ class _CloseBucket(beam.DoFn):
         # Lines with no user are no event (dead letters, ignored types).
         for arrival_event in self._parser.line_events(lines_by_user.pop(None, ()), dead_letters):
             by_user[arrival_event[1][0]].append(arrival_event)
-        results = []
+        results = Batch()
         # A user's lines become Events only when the user is sessionized: a
         # bucket's Events are never all in memory at once (the memory they
         # took cost more in page faults than parsing them).
@@ -282,6 +370,8 @@ class _CloseBucket(beam.DoFn):
                 results.extend(self._triggers.fire(emitted, cooldowns={}))
         for dead_letter in dead_letters:
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead_letter)
+        if len(parts) < self._plan.parts:
+            results = self._claims.join(bucket, parts[0], self._plan.parts, results)
         if results:
             yield Batch(results)
 
@@ -298,38 +388,48 @@ class _RemoveSpill(beam.DoFn):
         shutil.rmtree(self._spill_dir, ignore_errors=True)
 
 
+class ReplayOutputs(NamedTuple):
+    sessions: beam.PCollection  # lists of SessionEvents and trigger Firings, one per user bucket
+    dead_letters: beam.PCollection  # the lines' DeadLetters
+
+
 class ReplaySessions(beam.PTransform):
     """LineBatches and Batches of (arrival, Event) -> lists of SessionEvents
-    and trigger Firings, one list per user bucket (the main output), and the
-    dead letters of the lines (DEAD_LETTERS).
+    and trigger Firings, one list per user bucket, and the dead letters of
+    the lines (ReplayOutputs).
 
     `spill_dir`: a local folder, unique to the run, for the segments between
     reading and sessionizing (DirectRunner); removed once every bucket is
-    closed. None: the runner's shuffle carries them."""
+    closed. None: the runner's shuffle carries them.
+    `workers`: the local worker processes that claim the buckets as they go
+    (BucketPlan; needs `spill_dir`). None: a key per bucket, for the runner
+    to spread."""
 
     def __init__(self, gap_seconds: int, buckets: int = 1, spill_dir: Optional[str] = None,
-                 trigger_rules: Sequence[TriggerRule] = (), strict_event_types: bool = False):
+                 trigger_rules: Sequence[TriggerRule] = (), strict_event_types: bool = False,
+                 workers: Optional[int] = None):
         super().__init__()
-        if buckets < 1:
-            raise ValueError(f"buckets must be >= 1, got {buckets}")
+        if workers is not None and spill_dir is None:
+            raise ValueError("workers claim their buckets in the spill folder: give spill_dir too")
         self._gap_seconds = gap_seconds
-        self._buckets = buckets
+        self._plan = BucketPlan(buckets, workers)
         self._spill_dir = spill_dir
         self._trigger_rules = tuple(trigger_rules)
         self._strict = strict_event_types
 
     def expand(self, batches):
-        results = (
+        claims_dir = os.path.join(self._spill_dir, "claims") if self._plan.workers is not None else None
+        closed = (
             batches
-            | "SegmentByBucket" >> beam.ParDo(_SegmentByBucket(self._buckets, self._spill_dir, self._strict))
+            | "SegmentByBucket" >> beam.ParDo(_SegmentByBucket(self._plan, self._spill_dir, self._strict))
             | "GroupByBucket" >> beam.GroupByKey()
-            | "CloseBuckets" >> beam.ParDo(_CloseBucket(self._gap_seconds * 1000, self._trigger_rules, self._strict))
-            .with_output_types(Batch).with_outputs(DEAD_LETTERS, main="sessions"))
+            | "CloseBuckets" >> beam.ParDo(_CloseBucket(self._gap_seconds * 1000, self._trigger_rules, self._strict,
+                                                        self._plan, claims_dir))
+            .with_output_types(Batch).with_outputs(DEAD_LETTERS, CLOSED, main="sessions"))
         if self._spill_dir is not None:
-            # One group of every bucket's result: it exists once all are
-            # closed. (Count.Globally did the same with two more stages.)
-            _ = (results.sessions
+            # One group of a None per closed element: it exists once all are.
+            _ = (closed[CLOSED]
                  | "Closed" >> beam.Map(lambda _: (None, None))
                  | "AllBucketsClosed" >> beam.GroupByKey()
                  | "RemoveSpill" >> beam.ParDo(_RemoveSpill(self._spill_dir)))
-        return results
+        return ReplayOutputs(closed.sessions, closed[DEAD_LETTERS])
