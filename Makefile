@@ -20,7 +20,13 @@ $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[test]'
+	$(COMPILE)
 	touch $@
+
+# The job's own modules byte-compiled, as pip compiles installed packages: where
+# Python is told not to write its caches (PYTHONDONTWRITEBYTECODE), every run
+# would compile them again (~70 ms of each job's start, measured).
+COMPILE = $(PY) -m compileall -q pipelines transforms sessions schemas tools > /dev/null
 
 ## Replay the bundled sample day on the DirectRunner, with the six campaign use cases as triggers, and show what it produced.
 run: venv
@@ -48,6 +54,7 @@ stream: venv
 ## Replay benchmark: 250k, 1M and 4M generated events (cached in ~/.cache), the plain replay
 ## command (one worker process per core), median of 3 runs: events/s, CPU time and peak RSS of all processes.
 bench: venv
+	$(COMPILE)
 	$(PY) -m tools.bench --sizes=250000,1000000,4000000
 
 ## Live latency against the emulator: switch -> changed, end + gap -> ended, p50/p95.
