@@ -74,13 +74,24 @@ def _rows(segment):
     return [(arrival, event.event_id) for arrival, event in decode_segment(_segment_bytes(segment))[1]]
 
 
+def _segments(keyed):
+    """_SegmentByBucket's (key, SegmentsOfBatch)s -> (key, bucket, part, segment)s."""
+    return [(key, bucket, part, where[0] if path is None else SpilledSegment(path, *where))
+            for key, (path, entries) in keyed for bucket, part, *where in entries]
+
+
+def _inline(*segments):
+    """Segments of bucket 0 as _CloseBucket's element."""
+    return 0, [(None, tuple((0, 0, inline_segment(segment)) for segment in segments))]
+
+
 def test_a_batch_leaves_as_one_segment_per_user_bucket():
     events = [parse_event(dumps(e).encode()) for e in
               [ev(1, 0), ev(2, 100_000, user="u4"), ev(3, 200_000, "win"), ev(4, GAP_MS * 3, user="u4")]]
     assert bucket_of("u1", 2) != bucket_of("u4", 2)
-    out = list(_SegmentByBucket(BucketPlan(2), None).process([(("f", i), e) for i, e in enumerate(events)]))
-    assert all(key == bucket and part == 0 for key, (bucket, part, _) in out)  # a key per bucket
-    assert sorted((bucket, _rows(segment)) for _, (bucket, _, segment) in out) == sorted([
+    out = _segments(_SegmentByBucket(BucketPlan(2), None).process([(("f", i), e) for i, e in enumerate(events)]))
+    assert all(key == bucket and part == 0 for key, bucket, part, _ in out)  # a key per bucket
+    assert sorted((bucket, _rows(segment)) for _, bucket, _, segment in out) == sorted([
         (bucket_of("u1", 2), [(("f", 0), "e1"), (("f", 2), "e3")]),
         (bucket_of("u4", 2), [(("f", 1), "e2"), (("f", 3), "e4")]),
     ])
@@ -93,7 +104,7 @@ def test_lines_go_to_their_users_bucket_unparsed_and_are_parsed_where_it_closes(
     fn = _SegmentByBucket(BucketPlan(2), None)
     fn.setup()
     out = list(fn.process(batch))
-    routed = {bucket: decode_segment(_segment_bytes(segment)) for _, (bucket, _, segment) in out}
+    routed = {bucket: decode_segment(_segment_bytes(segment)) for _, bucket, _, segment in _segments(out)}
     assert all(lines for lines, _ in routed.values())
     by_bucket = {bucket: [(user, arrival[1]) for user, arrival, _ in rows] for bucket, (_, rows) in routed.items()}
     assert {("u1", 1), ("u1", 3), ("u1", 4)} <= set(by_bucket[bucket_of("u1", 2)])
@@ -118,8 +129,8 @@ def test_a_users_parsed_events_and_lines_meet_in_one_session():
     switch_line = dumps(ev(2, 1000, game="B")).encode()
     close = _CloseBucket(GAP_MS)
     close.setup()
-    results, closed = close.process((0, [(0, 0, inline_segment(encode_segment([(("a.csv", 2), bet)]))),
-                                         (0, 0, inline_segment(encode_lines("b.jsonl", [1], [switch_line], ["u1"], [0])))]))
+    results, closed = close.process(_inline(encode_segment([(("a.csv", 2), bet)]),
+                                            encode_lines("b.jsonl", [1], [switch_line], ["u1"], [0])))
     assert (closed.tag, closed.value) == (CLOSED, None)
     assert sorted((type(r.result).__name__, r.result.metrics.bets_count) for r in results) == [
         ("GameSwitch", 1), ("SessionEnd", 2)]
@@ -149,17 +160,18 @@ def test_a_segment_of_several_files_keeps_each_arrival():
 def test_spilled_segments_are_addresses_in_one_file_per_batch(tmp_path):
     events = [parse_event(dumps(ev(i, i * 1000, user=f"u{i % 5}")).encode()) for i in range(40)]
     batch = [(("f", i), e) for i, e in enumerate(events)]
-    inline = dict(_SegmentByBucket(BucketPlan(3), None).process(batch))
-    spilled = dict(_SegmentByBucket(BucketPlan(3), str(tmp_path / "spill")).process(batch))
+    inline = {key: segment for key, _, _, segment in _segments(_SegmentByBucket(BucketPlan(3), None).process(batch))}
+    spilled = {key: segment for key, _, _, segment in
+               _segments(_SegmentByBucket(BucketPlan(3), str(tmp_path / "spill")).process(batch))}
     assert set(spilled) == set(inline)
-    assert len({segment.path for _, _, segment in spilled.values()}) == 1
-    for key, (bucket, _, segment) in spilled.items():
+    assert len({segment.path for segment in spilled.values()}) == 1
+    for key, segment in spilled.items():
         assert isinstance(segment, SpilledSegment)
         with open(segment.path, "rb") as f:
             f.seek(segment.offset)
             # Uncompressed in the file, compressed inline: the same columns.
-            assert f.read(segment.length) == zlib.decompress(inline[key][2]) == _segment_bytes(segment)
-        assert _rows(segment) == _rows(inline[key][2])
+            assert f.read(segment.length) == zlib.decompress(inline[key]) == _segment_bytes(segment)
+        assert _rows(segment) == _rows(inline[key])
 
 
 def test_copies_are_one_event_even_with_different_times_in_different_batches():
@@ -178,9 +190,8 @@ def test_close_bucket_counts_duplicates_and_applies_the_rules():
     other = parse_event(dumps(ev(3, 0, user="u2")).encode())
     fn = _CloseBucket(GAP_MS)
     fn.setup()
-    results, _ = fn.process((0, [(0, 0, inline_segment(encode_segment([(("f", 2), bet), (("f", 3), switch),
-                                                                       (("f", 4), other)]))),
-                                 (0, 0, inline_segment(encode_segment([(("f", 1), bet)])))]))
+    results, _ = fn.process(_inline(encode_segment([(("f", 2), bet), (("f", 3), switch), (("f", 4), other)]),
+                                    encode_segment([(("f", 1), bet)])))
     assert isinstance(results, Batch)
     assert sorted((r.user_id, type(r).__name__, d) for r, d, _ in results) == [
         ("u1", "GameSwitch", 0), ("u1", "SessionEnd", 300), ("u2", "SessionEnd", 300)]
@@ -192,7 +203,7 @@ def test_close_bucket_fires_the_triggers_of_each_users_session_events():
             for user in ("u1", "u2") for n in range(1, 4)]
     fn = _CloseBucket(GAP_MS, load_rules("- {name: hop, on: gs_game_session_changed, when: 'true', cooldown_seconds: 60}"))
     fn.setup()
-    results, _ = fn.process((0, [(0, 0, inline_segment(encode_segment([(("f", n), e) for n, e in enumerate(bets)])))]))
+    results, _ = fn.process(_inline(encode_segment([(("f", n), e) for n, e in enumerate(bets)])))
     firings = [r for r in results if r.table == "campaign_trigger"]
     # Each player's second switch is in their cooldown; the other player's firing is not.
     assert sorted((f.user_id, f.trigger, f.fired_at) for f in firings) == [

@@ -73,8 +73,7 @@ _EXPANSION = {CompressionTypes.UNCOMPRESSED: 1, CompressionTypes.GZIP: 8, Compre
               CompressionTypes.ZSTD: 8, CompressionTypes.DEFLATE: 8}
 _AVRO_EXPANSION = 3
 
-@dataclass(frozen=True)
-class SpilledSegment:
+class SpilledSegment(NamedTuple):
     """Where a spilled segment's bytes are: a range of a local file."""
     path: str
     offset: int
@@ -82,6 +81,13 @@ class SpilledSegment:
 
 
 Segment = Union[bytes, SpilledSegment]
+
+# What crosses the GroupByKey, one value per batch and key: (None,
+# ((bucket, part, compressed segment), ...)) inline, or (spill file,
+# ((bucket, part, offset, length), ...)): tuples of primitives, which Beam
+# encodes without pickling (a dataclass per segment was pickled, and a local
+# run gives every worker every segment's address).
+SegmentsOfBatch = Tuple[Optional[str], Tuple[tuple, ...]]
 
 
 def user_buckets(files: Sequence[FileMetadata]) -> int:
@@ -216,9 +222,8 @@ _make_event = functools.partial(tuple.__new__, Event)  # Event(*fields) without 
 
 class _SegmentByBucket(beam.DoFn):
     """One batch of (arrival, Event) or LineBatch -> a segment per part of a
-    user bucket in it (BucketPlan), as (key, (bucket, part, segment)) for each
-    of the bucket's keys; spilled to a file under `spill_dir` when one is
-    given."""
+    user bucket in it (BucketPlan), spilled to a file under `spill_dir` when
+    one is given, and a (key, SegmentsOfBatch) per key they go to."""
 
     # Users whose place is remembered (a dict lookup instead of a CRC).
     _KNOWN_USERS = 1 << 16
@@ -232,7 +237,7 @@ class _SegmentByBucket(beam.DoFn):
     def setup(self):
         tune_gc()
 
-    def process(self, batch) -> Iterable[Tuple[int, Segment]]:
+    def process(self, batch) -> Iterable[Tuple[int, SegmentsOfBatch]]:
         if not batch:
             return
         if isinstance(batch, LineBatch):
@@ -254,26 +259,27 @@ class _SegmentByBucket(beam.DoFn):
                 by_place[self._place_of_user(arrival_event[1].user_id)].append(arrival_event)
             encoded = ((place, encode_segment(items)) for place, items in sorted(by_place.items()))
             first_arrival = batch[0][0]
-        keys = self._plan.keys
+        by_key = defaultdict(list)
         if self._spill_dir is None:
+            path = None
             for (bucket, part), data in encoded:
-                segment = inline_segment(data)
-                for key in keys(bucket):
-                    yield key, (bucket, part, segment)
-            return
-        segments = list(encoded)
-        # Named by the batch's first arrival: a retried bundle rewrites the same file.
-        name = hashlib.sha1("{}\n{}".format(*first_arrival).encode("utf-8", "surrogateescape")).hexdigest()
-        path = os.path.join(self._spill_dir, f"{name}.segments")
-        os.makedirs(self._spill_dir, exist_ok=True)
-        offset = 0
-        with open(path, "wb") as f:
-            for (bucket, part), data in segments:
-                f.write(data)
-                segment = SpilledSegment(path, offset, len(data))
-                for key in keys(bucket):
-                    yield key, (bucket, part, segment)
-                offset += len(data)
+                for key in self._plan.keys(bucket):
+                    by_key[key].append((bucket, part, inline_segment(data)))
+        else:
+            segments = list(encoded)
+            # Named by the batch's first arrival: a retried bundle rewrites the same file.
+            name = hashlib.sha1("{}\n{}".format(*first_arrival).encode("utf-8", "surrogateescape")).hexdigest()
+            path = os.path.join(self._spill_dir, f"{name}.segments")
+            os.makedirs(self._spill_dir, exist_ok=True)
+            offset = 0
+            with open(path, "wb") as f:
+                for (bucket, part), data in segments:
+                    f.write(data)
+                    for key in self._plan.keys(bucket):
+                        by_key[key].append((bucket, part, offset, len(data)))
+                    offset += len(data)
+        for key, entries in by_key.items():
+            yield key, (path, tuple(entries))
 
     def _place_of_user(self, user_id: str) -> Tuple[int, int]:
         place = self._user_places.get(user_id)
@@ -324,12 +330,14 @@ class _CloseBucket(beam.DoFn):
         self._claims = WorkClaims(self._claims_dir) if self._claims_dir else None
 
     def process(self, keyed_segments):
-        _, placed = keyed_segments
+        _, batches = keyed_segments
         segments = defaultdict(list)
         bucket_sizes = defaultdict(int)
-        for bucket, part, segment in placed:
-            segments[bucket, part].append(segment)
-            bucket_sizes[bucket] += segment.length if isinstance(segment, SpilledSegment) else len(segment)
+        for path, entries in batches:
+            for bucket, part, *where in entries:
+                segment = where[0] if path is None else SpilledSegment(path, *where)
+                segments[bucket, part].append(segment)
+                bucket_sizes[bucket] += segment.length if path else len(segment)
         # A bucket (or part) at a time: only its events and results are ever in memory.
         for bucket, parts in self._plan.units(bucket_sizes):
             if self._claims is not None and not self._claims.claim(".".join(map(str, (bucket, *parts)))):
