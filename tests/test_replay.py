@@ -20,7 +20,7 @@ from tests.helpers import (CHANGED, DEAD, ENDED, avro_records, dumps, expected_f
                            table_files, write_lines)
 from tests.reference import canonical, dedupe, expected_records
 from tools.generate_events import generate
-from transforms.read import DEAD_LETTERS, LineBatch, ReadEvents, match_inputs
+from transforms.read import DEAD_LETTERS, LINE_COUNTS, LineBatch, LineNumbers, ReadEvents, match_inputs
 from transforms.batches import Batch, BatchCoder
 from transforms.sessions import (ReplaySessions, SpilledSegment, _CloseBucket, _SegmentByBucket, _segment_bytes,
                                  bucket_of, decode_segment, encode_lines, encode_segment, inline_segment,
@@ -55,15 +55,14 @@ def test_read_events_keeps_file_and_line_across_shards_and_lines_are_parsed_in_t
     lines[30] = dumps({**ev(30, 0), "event_type": "login"})
     write_lines(path, lines)
     with BeamTestPipeline() as p:
-        read = p | ReadEvents([path], shard_bytes=500)
-        read_lines = read.events | beam.FlatMap(
-            lambda batch: [((batch.path, n), raw) for n, raw in zip(batch.line_numbers, batch)])
-        assert_that(read_lines, equal_to([((path, n + 1), line.encode()) for n, line in enumerate(lines) if line]),
-                    label="lines")
+        read = p | ReadEvents(match_inputs([path]), shard_bytes=500)
+        read_lines = read.events | beam.FlatMap(lambda batch: [(batch.path, raw) for raw in batch])
+        assert_that(read_lines, equal_to([(path, line.encode()) for line in lines if line]), label="lines")
         sessions = read.events | ReplaySessions(300, buckets=3)
         bets = sessions.sessions | beam.FlatMap(
             lambda batch: [e.result.metrics.bets_count for e in batch if e.table == ENDED])
-        dead = sessions[DEAD_LETTERS] | beam.Map(lambda d: (d.reason, d.file, d.line, d.payload))
+        dead = (sessions[DEAD_LETTERS] | LineNumbers(read[LINE_COUNTS])
+                | beam.Map(lambda d: (d.reason, d.file, d.line, d.payload)))
         assert_that(bets | beam.CombineGlobally(sum), equal_to([197]), label="bets")
         assert_that(dead, equal_to([("invalid_json", path, 11, b'{"truncated')]), label="dead")
 
@@ -203,7 +202,7 @@ def test_a_batch_is_sized_from_its_length_not_by_pickling_it():
     assert coder.get_impl().estimate_size(batch) < 250_000
     lines = LineBatch("day.jsonl", [4, 9], [b'{"a":1}', b'{"b":2}'])
     decoded = coder.decode(coder.encode(lines))
-    assert (type(decoded), decoded.path, decoded.line_numbers, list(decoded)) == (
+    assert (type(decoded), decoded.path, decoded.positions, list(decoded)) == (
         LineBatch, "day.jsonl", [4, 9], [b'{"a":1}', b'{"b":2}'])
 
 
