@@ -92,6 +92,14 @@ def test_a_shard_reads_the_lines_that_start_in_its_byte_range(tmp_path):
     assert list(within) == [] and within.count == 0
 
 
+def test_a_last_line_longer_than_the_read_buffer_is_read_whole(tmp_path):
+    long = b"x" * 3_000_000
+    path = write(str(tmp_path / "day.jsonl"), b"a\n" + long + b"\r\nb\n")
+    first = _ShardLines(Shard(path, 0, 10))
+    assert list(first) == [(0, b"a"), (1, long)] and first.count == 2
+    assert list(_ShardLines(Shard(path, 10, None))) == [(10, b"b")]
+
+
 def test_a_shard_counts_its_blank_lines_too(tmp_path):
     path = write(str(tmp_path / "day.jsonl"), b"a\n\n \r\nb\n\n")
     lines = _ShardLines(Shard(path, 1, None))

@@ -300,13 +300,9 @@ class _ShardLines:
         ranged = shard.start > 0 or shard.end is not None
         with FileSystems.open(shard.path,
                               compression_type=CompressionTypes.UNCOMPRESSED if ranged else CompressionTypes.AUTO) as f:
-            remaining = None
-            if ranged:
-                # The end first: finding the start leaves the file there.
-                end = None if shard.end is None else _seek_line_start(f, shard.end)
-                start = _seek_line_start(f, shard.start)
-                remaining = None if end is None else end - start
-            stream = io.BufferedReader(_Limited(f, remaining), buffer_size=1 << 20)
+            start = _seek_line_start(f, shard.start)
+            limit = None if shard.end is None else max(0, shard.end - start)
+            stream = io.BufferedReader(_ToLineEnd(f, limit), buffer_size=1 << 20)
             position = shard.start - 1  # a shard with no line counts 0
             for position, line in enumerate(stream, start=shard.start):
                 line = line.rstrip(b"\r\n")
@@ -316,30 +312,40 @@ class _ShardLines:
 
 
 def _seek_line_start(f, offset: int) -> int:
-    """Moves `f` to the first line start at or after `offset`, and returns it."""
+    """Moves `f`, open at its start, to the first line start at or after
+    `offset`, and returns it."""
     if offset:
         f.seek(offset - 1)
         f.readline()  # up to and including the first newline at or after offset - 1
-    else:
-        f.seek(0)
     return f.tell()
 
 
-class _Limited(io.RawIOBase):
-    """A raw stream of at most `limit` bytes of another stream."""
+class _ToLineEnd(io.RawIOBase):
+    """A raw stream of another stream's next `limit` bytes (None: all of
+    them) and then, if those end inside a line, the rest of that line: a
+    shard's lines in one sequential read, with no seek ahead to find where
+    its last line ends."""
 
-    def __init__(self, stream, limit):
+    def __init__(self, stream, limit: Optional[int]):
         self._stream, self._left = stream, limit
+        self._in_line = False  # the bytes given so far end inside a line
 
     def readable(self):
         return True
 
     def readinto(self, buffer):
-        want = len(buffer) if self._left is None else min(len(buffer), self._left)
-        data = self._stream.read(want) if want else b""
-        buffer[: len(data)] = data
-        if self._left is not None:
+        if self._left is None:
+            data = self._stream.read(len(buffer))
+        elif self._left:
+            data = self._stream.read(min(len(buffer), self._left))
             self._left -= len(data)
+            self._in_line = bool(data) and not data.endswith(b"\n")
+        elif self._in_line:
+            data = self._stream.readline(len(buffer))
+            self._in_line = bool(data) and not data.endswith(b"\n")
+        else:
+            data = b""
+        buffer[: len(data)] = data
         return len(data)
 
 
