@@ -33,7 +33,7 @@ from pipelines.forked_workers import ForkServer, can_fork_workers
 from pipelines.options import CommandLineOptions, GameSessionsOptions, runs_locally, validate
 from pipelines.summary import print_summary
 from pipelines.outputs import write_replay_files
-from transforms.read import DEAD_LETTERS, ReadEvents, match_inputs
+from transforms.read import DEAD_LETTERS, LINE_COUNTS, LineNumbers, ReadEvents, match_inputs
 from sessions.triggers import TriggerRule
 from transforms.sessions import ReplaySessions, user_buckets
 from transforms.triggers import read_rules
@@ -70,12 +70,14 @@ def _build_replay(options: PipelineOptions, opts: GameSessionsOptions, trigger_r
     spill_dir = (os.path.join(tempfile.gettempdir(), f"game-sessions-spill-{uuid.uuid4().hex}")
                  if runs_locally(options) else None)
     pipeline = beam.Pipeline(runner=runner, options=options)
-    read = pipeline | "ReadEvents" >> ReadEvents([f.path for f in files], opts.strict_event_types)
+    read = pipeline | "ReadEvents" >> ReadEvents(files, opts.strict_event_types)
     # Locally, the worker processes claim the buckets as they go (BucketPlan).
     workers = (options.view_as(DirectOptions).direct_num_workers or 1) if spill_dir else None
     sessions = read.events | "Sessions" >> ReplaySessions(
         opts.session_gap_seconds, user_buckets(files), spill_dir, trigger_rules, opts.strict_event_types, workers)
-    dead_letters = (read[DEAD_LETTERS], sessions.dead_letters) | "DeadLetters" >> beam.Flatten()
+    dead_letters = ((read[DEAD_LETTERS], sessions.dead_letters)
+                    | "DeadLetters" >> beam.Flatten()
+                    | "LineNumbers" >> LineNumbers(read[LINE_COUNTS]))
     write_replay_files(sessions.sessions, dead_letters, opts)
     return pipeline
 

@@ -1,6 +1,7 @@
 """The replay job (SPEC §4, §5.1): Beam transforms and the CLI end to end."""
 import csv
 import filecmp
+import gzip
 import json
 import os
 import random
@@ -22,7 +23,8 @@ from tests.helpers import (CHANGED, DEAD, ENDED, avro_records, dumps, expected_f
                            table_files, write_lines)
 from tests.reference import canonical, dedupe, expected_records
 from tools.generate_events import generate
-from transforms.read import DEAD_LETTERS, LineBatch, ReadEvents, match_inputs
+from transforms.read import (DEAD_LETTERS, LINE_COUNTS, LineBatch, LineNumbers, ReadEvents, match_inputs,
+                             plan_shards)
 from transforms.batches import Batch, BatchCoder
 from transforms.sessions import (CLOSED, BucketPlan, ReplaySessions, SpilledSegment, _CloseBucket,
                                  _SegmentByBucket, _segment_bytes, bucket_of, decode_segment, encode_lines,
@@ -57,17 +59,87 @@ def test_read_events_keeps_file_and_line_across_shards_and_lines_are_parsed_in_t
     lines[30] = dumps({**ev(30, 0), "event_type": "login"})
     write_lines(path, lines)
     with BeamTestPipeline() as p:
-        read = p | ReadEvents([path], shard_bytes=500)
-        read_lines = read.events | beam.FlatMap(
-            lambda batch: [((batch.path, n), raw) for n, raw in zip(batch.line_numbers, batch)])
-        assert_that(read_lines, equal_to([((path, n + 1), line.encode()) for n, line in enumerate(lines) if line]),
-                    label="lines")
+        read = p | ReadEvents(match_inputs([path]), shard_bytes=500)
+        read_lines = read.events | beam.FlatMap(lambda batch: [(batch.path, raw) for raw in batch])
+        assert_that(read_lines, equal_to([(path, line.encode()) for line in lines if line]), label="lines")
         sessions = read.events | ReplaySessions(300, buckets=3)
         bets = sessions.sessions | beam.FlatMap(
             lambda batch: [e.result.metrics.bets_count for e in batch if e.table == ENDED])
-        dead = sessions.dead_letters | beam.Map(lambda d: (d.reason, d.file, d.line, d.payload))
+        dead = (sessions.dead_letters | LineNumbers(read[LINE_COUNTS])
+                | beam.Map(lambda d: (d.reason, d.file, d.line, d.payload)))
         assert_that(bets | beam.CombineGlobally(sum), equal_to([197]), label="bets")
         assert_that(dead, equal_to([("invalid_json", path, 11, b'{"truncated')]), label="dead")
+
+
+def test_dead_letters_keep_their_line_numbers_and_first_copies_win_across_many_shards(tmp_path):
+    """Shards of a few hundred bytes, cut anywhere: every dead letter has the
+    number of its line as enumerating the file's lines gives it (blank lines,
+    CRLF, no final newline, a CSV header, a gzipped and an Avro file), and of
+    copies in different shards or files the first in input order is kept."""
+    rng = random.Random(11)
+    events, dead = [], []  # every event in input order; (file, line, reason, payload) expected
+
+    def chunk(lines, path):
+        """JSONL/CSV lines -> the file's bytes with random line endings and
+        blank lines, no final newline; the expected dead letters noted."""
+        data = b""
+        for raw, reason in lines:
+            for _ in range(rng.choice([0, 0, 0, 1, 2]) if data else 0):  # not before a CSV header
+                data += rng.choice([b"\n", b"  \n", b"\r\n", b"\t\r\n"])
+            if reason:
+                dead.append((path, data.count(b"\n") + 1, reason, raw))
+            data += raw + rng.choice([b"\n", b"\r\n"])
+        return data.rstrip(b"\r\n")
+
+    a, b, c, d = (str(tmp_path / name) for name in ("a.jsonl", "b.jsonl.gz", "c.csv", "d.avro"))
+    day = [ev(i, i * 20_000, user=f"u{i % 5}", game="AB"[i // 7 % 2], amount=str(i % 9 + 1)) for i in range(300)]
+    lines = []
+    for i, event in enumerate(day):
+        lines.append((dumps(event).encode(), None))
+        events.append(event)
+        if i % 17 == 3:
+            lines.append((b'{"truncated %d' % i, "invalid_json"))
+        if i % 29 == 5:
+            # A later copy with another amount, several shards on: the first copy wins.
+            lines.append((dumps({**day[i // 2], "bet_amount": "500"}).encode(), None))
+    with open(a, "wb") as f:
+        f.write(chunk(lines, a))
+    with gzip.open(b, "wb") as f:
+        f.write(chunk([(dumps({**day[1], "bet_amount": "600"}).encode(), None), (b"[]", "not_an_object"),
+                       (dumps(ev(901, 1000, user="g")).encode(), None)], b))
+    events.append(ev(901, 1000, user="g"))
+    columns = ["event_id", "user_id", "event_type", "occurred_at", "game_id", "bet_amount"]
+    rows = [(",".join(columns).encode(), None)]
+    for i in range(40):
+        event = ev(1000 + i, i * 30_000, user=f"c{i % 3}")
+        if i % 6 == 2:
+            rows.append((b"%d,short" % i, "invalid_field"))
+        rows.append((",".join(str(event[k]) for k in columns).encode(), None))
+        events.append(event)
+    rows.append((",".join(str(v) for v in ev(5, 0, user="u0", amount="700").values()).encode(), None))
+    with open(c, "wb") as f:
+        f.write(chunk(rows, c))
+    schema = {"type": "record", "name": "Event", "fields": [
+        {"name": k, "type": ["null", "long" if k == "occurred_at" else "string"], "default": None} for k in columns]}
+    records = [ev(2000, 0, user="v"), {**ev(2001, 1000, user="v"), "event_type": None}, ev(2002, 2000, user="v")]
+    with open(d, "wb") as f:
+        fastavro.writer(f, fastavro.parse_schema(schema), records)
+    dead.append((d, 2, "missing_field", json.dumps(records[1], ensure_ascii=False).encode()))
+    events.extend([records[0], records[2]])
+    ref_ended, ref_changed, _ = expected_records(dedupe([parse_event(dumps(e).encode()) for e in events]), GAP_MS)
+
+    files = match_inputs([a, b, c, d])
+    assert len(plan_shards(files, 256)) > 100
+    with BeamTestPipeline() as p:
+        read = p | ReadEvents(files, shard_bytes=256)
+        sessions = read.events | ReplaySessions(300, buckets=3)
+        numbered = ((read[DEAD_LETTERS], sessions.dead_letters) | beam.Flatten() | LineNumbers(read[LINE_COUNTS])
+                    | beam.Map(lambda d: (d.file, d.line, d.reason, d.payload)))
+        assert_that(numbered, equal_to(dead), label="dead letters")
+        results = sessions.sessions | beam.FlatMap(
+            lambda batch: [(e.table, json.dumps(e.record, default=str)) for e in batch])
+        assert_that(results, _same_records([(ENDED, json.dumps(r, default=str)) for r in ref_ended] + [
+            (CHANGED, json.dumps(r, default=str)) for r in ref_changed]), label="sessions")
 
 
 def _rows(segment):
@@ -219,7 +291,7 @@ def test_a_batch_is_sized_from_its_length_not_by_pickling_it():
     assert coder.get_impl().estimate_size(batch) < 250_000
     lines = LineBatch("day.jsonl", [4, 9], [b'{"a":1}', b'{"b":2}'])
     decoded = coder.decode(coder.encode(lines))
-    assert (type(decoded), decoded.path, decoded.line_numbers, list(decoded)) == (
+    assert (type(decoded), decoded.path, decoded.positions, list(decoded)) == (
         LineBatch, "day.jsonl", [4, 9], [b'{"a":1}', b'{"b":2}'])
 
 

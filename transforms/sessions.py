@@ -167,10 +167,10 @@ def encode_segment(items: Sequence[Tuple[Tuple[str, int], Event]]) -> bytes:
     """(arrival, Event)s -> columns of primitives: marshal is the cheapest
     serializer of str/int/None, and columns compress best. A batch comes
     from one shard, so its file names are stored once and indexed."""
-    files, lines, events = [], [], []
-    for (file, line), event in items:
+    files, positions, events = [], [], []
+    for (file, position), event in items:
         files.append(file)
-        lines.append(line)
+        positions.append(position)
         events.append(event)
     file_names = list(dict.fromkeys(files))
     file_index = None
@@ -180,15 +180,16 @@ def encode_segment(items: Sequence[Tuple[Tuple[str, int], Event]]) -> bytes:
     columns = list(zip(*events))
     columns[6] = [None if stake is None else str(stake) for stake in columns[6]]
     columns[7] = [None if payout is None else str(payout) for payout in columns[7]]
-    return marshal.dumps((_EVENTS, file_names, file_index, lines, *columns), _MARSHAL_VERSION)
+    return marshal.dumps((_EVENTS, file_names, file_index, positions, *columns), _MARSHAL_VERSION)
 
 
-def encode_lines(path: str, line_numbers: Sequence[int], lines: Sequence[bytes], users: Sequence[Optional[str]],
+def encode_lines(path: str, positions: Sequence[int], lines: Sequence[bytes], users: Sequence[Optional[str]],
                  user_index: Sequence[int]) -> bytes:
-    """JSONL lines of one file, their numbers and their users (`users`, the
-    distinct ones, None for a line that is no event; `user_index`, a line's
-    user in it) -> a segment of the lines as they were."""
-    return marshal.dumps((_LINES, [path], None, line_numbers, lines, users, user_index), _MARSHAL_VERSION)
+    """JSONL lines of one file, their positions (transforms/read.py) and
+    their users (`users`, the distinct ones, None for a line that is no
+    event; `user_index`, a line's user in it) -> a segment of the lines as
+    they were."""
+    return marshal.dumps((_LINES, [path], None, positions, lines, users, user_index), _MARSHAL_VERSION)
 
 
 def inline_segment(data: bytes) -> bytes:
@@ -201,10 +202,10 @@ def decode_segment(data: bytes) -> Tuple[bool, Iterable[tuple]]:
     for JSONL lines to parse, (arrival, Event) otherwise, the Events built
     column-wise: each distinct amount string becomes a Decimal once, and the
     Events are made in C."""
-    kind, file_names, file_index, lines, *columns = marshal.loads(data)
-    files = (file_names[:1] * len(lines) if file_index is None
+    kind, file_names, file_index, positions, *columns = marshal.loads(data)
+    files = (file_names[:1] * len(positions) if file_index is None
              else list(map(file_names.__getitem__, file_index)))
-    arrivals = zip(files, lines)
+    arrivals = zip(files, positions)
     if kind == _LINES:
         raws, users, user_index = columns
         return True, zip(map(users.__getitem__, user_index), arrivals, raws)
@@ -242,17 +243,17 @@ class _SegmentByBucket(beam.DoFn):
             return
         if isinstance(batch, LineBatch):
             by_place = defaultdict(lambda: ([], [], {}, []))
-            for line_no, raw in zip(batch.line_numbers, batch):
+            for position, raw in zip(batch.positions, batch):
                 user_id = line_user_id(raw, self._strict)
                 # A line that is no event can leave its dead letter from any bucket.
                 place = self._plan.place(zlib.crc32(raw)) if user_id is None else self._place_of_user(user_id)
-                numbers, lines, users, user_index = by_place[place]
-                numbers.append(line_no)
+                positions, lines, users, user_index = by_place[place]
+                positions.append(position)
                 lines.append(raw)
                 user_index.append(users.setdefault(user_id, len(users)))
-            encoded = ((place, encode_lines(batch.path, numbers, lines, list(users), user_index))
-                       for place, (numbers, lines, users, user_index) in sorted(by_place.items()))
-            first_arrival = batch.path, batch.line_numbers[0]
+            encoded = ((place, encode_lines(batch.path, positions, lines, list(users), user_index))
+                       for place, (positions, lines, users, user_index) in sorted(by_place.items()))
+            first_arrival = batch.path, batch.positions[0]
         else:
             by_place = defaultdict(list)
             for arrival_event in batch:
@@ -404,7 +405,8 @@ class ReplayOutputs(NamedTuple):
 class ReplaySessions(beam.PTransform):
     """LineBatches and Batches of (arrival, Event) -> lists of SessionEvents
     and trigger Firings, one list per user bucket, and the dead letters of
-    the lines (ReplayOutputs).
+    the lines, with their positions for transforms.read.LineNumbers to number
+    (ReplayOutputs).
 
     `spill_dir`: a local folder, unique to the run, for the segments between
     reading and sessionizing (DirectRunner); removed once every bucket is
