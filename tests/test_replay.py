@@ -27,8 +27,8 @@ from transforms.read import (DEAD_LETTERS, LINE_COUNTS, LineBatch, LineNumbers, 
                              plan_shards)
 from transforms.batches import Batch, BatchCoder
 from transforms.sessions import (CLOSED, BucketPlan, ReplaySessions, SpilledSegment, _CloseBucket,
-                                 _SegmentByBucket, _segment_bytes, bucket_of, decode_segment, encode_lines,
-                                 encode_segment, inline_segment, user_buckets)
+                                 _SegmentByBucket, _segment_bytes, decode_segment, encode_lines,
+                                 encode_segment, inline_segment, user_buckets, user_hash)
 
 T0 = 1767731000000
 GAP_MS = 300_000
@@ -146,6 +146,11 @@ def _rows(segment):
     return [(arrival, event.event_id) for arrival, event in decode_segment(_segment_bytes(segment))[1]]
 
 
+def _bucket_of(user_id, buckets):
+    bucket, _ = BucketPlan(buckets).place(user_hash(user_id))
+    return bucket
+
+
 def _segments(keyed):
     """_SegmentByBucket's (key, SegmentsOfBatch)s -> (key, bucket, part, segment)s."""
     return [(key, bucket, part, where[0] if path is None else SpilledSegment(path, *where))
@@ -160,12 +165,12 @@ def _inline(*segments):
 def test_a_batch_leaves_as_one_segment_per_user_bucket():
     events = [parse_event(dumps(e).encode()) for e in
               [ev(1, 0), ev(2, 100_000, user="u4"), ev(3, 200_000, "win"), ev(4, GAP_MS * 3, user="u4")]]
-    assert bucket_of("u1", 2) != bucket_of("u4", 2)
+    assert _bucket_of("u1", 2) != _bucket_of("u4", 2)
     out = _segments(_SegmentByBucket(BucketPlan(2), None).process([(("f", i), e) for i, e in enumerate(events)]))
     assert all(key == bucket and part == 0 for key, bucket, part, _ in out)  # a key per bucket
     assert sorted((bucket, _rows(segment)) for _, bucket, _, segment in out) == sorted([
-        (bucket_of("u1", 2), [(("f", 0), "e1"), (("f", 2), "e3")]),
-        (bucket_of("u4", 2), [(("f", 1), "e2"), (("f", 3), "e4")]),
+        (_bucket_of("u1", 2), [(("f", 0), "e1"), (("f", 2), "e3")]),
+        (_bucket_of("u4", 2), [(("f", 1), "e2"), (("f", 3), "e4")]),
     ])
 
 
@@ -179,8 +184,8 @@ def test_lines_go_to_their_users_bucket_unparsed_and_are_parsed_where_it_closes(
     routed = {bucket: decode_segment(_segment_bytes(segment)) for _, bucket, _, segment in _segments(out)}
     assert all(lines for lines, _ in routed.values())
     by_bucket = {bucket: [(user, arrival[1]) for user, arrival, _ in rows] for bucket, (_, rows) in routed.items()}
-    assert {("u1", 1), ("u1", 3), ("u1", 4)} <= set(by_bucket[bucket_of("u1", 2)])
-    assert ("u4", 2) in by_bucket[bucket_of("u4", 2)]
+    assert {("u1", 1), ("u1", 3), ("u1", 4)} <= set(by_bucket[_bucket_of("u1", 2)])
+    assert ("u4", 2) in by_bucket[_bucket_of("u4", 2)]
     # The truncated line and the login are no event: no user.
     assert sorted((n, user) for rows in by_bucket.values() for user, n in rows) == [
         (1, "u1"), (2, "u4"), (3, "u1"), (4, "u1"), (5, None), (6, None)]

@@ -102,9 +102,10 @@ def user_buckets(files: Sequence[FileMetadata]) -> int:
     return max(1, math.ceil(total / BUCKET_INPUT_BYTES))
 
 
-def bucket_of(user_id: str, buckets: int) -> int:
-    """Stable across processes and runs (str hash() is salted per process)."""
-    return zlib.crc32(user_id.encode("utf-8")) % buckets
+def user_hash(user_id: str) -> int:
+    """What places a user in a bucket (BucketPlan.place): stable across
+    processes and runs (str hash() is salted per process)."""
+    return zlib.crc32(user_id.encode("utf-8"))
 
 
 # The last buckets a local run's workers claim are cut in this many parts.
@@ -287,7 +288,7 @@ class _SegmentByBucket(beam.DoFn):
         if place is None:
             if len(self._user_places) >= self._KNOWN_USERS:
                 self._user_places.clear()
-            place = self._user_places[user_id] = self._plan.place(zlib.crc32(user_id.encode("utf-8")))
+            place = self._user_places[user_id] = self._plan.place(user_hash(user_id))
         return place
 
 
